@@ -1,0 +1,89 @@
+/*
+ * ffi.h - the whole surface Lua may call through the LuaJIT FFI.
+ *
+ * Rules of the boundary (after lua-resty-core):
+ *  - plain C types only; no struct is allocated by C and handed to Lua to free;
+ *  - every function returns an int status (0 = ok, negative = error) or a value
+ *    whose meaning is documented on its line; error text, where there is any, is a
+ *    static string or is copied into a caller-provided buffer;
+ *  - nothing longjmps or raises across the boundary.
+ * The block between FFI-CDEF-BEGIN and FFI-CDEF-END is mirrored verbatim (modulo
+ * whitespace and comments) by scripts/lib/core.lua; tests/lua/ffi_cdef_spec.lua
+ * fails when they differ.
+ */
+#ifndef OS_FFI_H
+#define OS_FFI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* FFI-CDEF-BEGIN */
+
+/* ---- money: amounts are int64 cents ---- */
+typedef struct os_order_totals {
+    int64_t subtotal;
+    int64_t tax;
+    int64_t shipping;
+    int64_t total;
+} os_order_totals_t;
+
+/** Parses [-]digits[.dd] (len bytes, no NUL needed) into cents: 0 ok, -1 syntax, -2 over 2 decimals, -3 NULL out, -4 beyond 10^15. */
+int os_money_parse(const char *s, size_t len, int64_t *cents_out);
+/** Writes cents as "-12.50" (always 2 decimals) plus NUL; returns the length without NUL, 0 if buflen is too small. */
+size_t os_money_format(int64_t cents, char *buf, size_t buflen);
+/** Sums qty*unit, adds tax (subtotal*ppm/10^6, half-to-even) and shipping: 0 ok, -3 negative/NULL input, -4 overflow. */
+int os_money_totals(const int64_t *unit_cents, const int64_t *quantities, size_t n, int64_t tax_ppm,
+                    int64_t shipping_cents, os_order_totals_t *out);
+/** Returns 1 if cents fits a numeric(10,2) column (|cents| <= 9,999,999,999, i.e. 99,999,999.99), else 0. */
+int os_money_fits_numeric_10_2(int64_t cents);
+
+/* ---- order status rules ---- */
+/** Returns 1 if s is a value of kind (0 order, 1 payment, 2 shipping; exact case), else 0 (also for a bad kind). */
+int os_status_valid(int kind, const char *s, size_t len);
+/** Returns 1 allowed, 0 refused (409), -1 `to` unknown or bad kind (400), 2 from == to (no-op); unknown `from` is refused. */
+int os_status_transition(int kind, const char *from, size_t from_len, const char *to, size_t to_len);
+/** Returns the static shipping status an order status implies ("Shipped", "Delivered") or NULL if none. */
+const char *os_status_shipping_for_order(const char *order_status, size_t len);
+
+/* ---- status codes shared by every asynchronous operation ----
+ * A call that starts an operation returns OS_OK when it is in flight (the Lua
+ * wrapper must then yield; the yield returns the operation's final status), OS_DONE
+ * when it completed at once, or a negative status when it failed at once. os_task_error() describes the last failure. */
+enum {
+    OS_DONE = 1,          /* the operation completed during the start call: do not yield */
+    OS_OK = 0,
+    OS_ERR = -1,          /* the operation failed (for a query: see os_db_sqlstate) */
+    OS_EUNAVAILABLE = -2, /* the database / downstream cannot be reached */
+    OS_ETIMEDOUT = -3,    /* no connection became free, or the call took too long */
+    OS_ESTATE = -4        /* called in the wrong state (caller bug) */
+};
+
+/* ---- tasks: one per request coroutine; Lua receives its pointer as an argument ---- */
+typedef struct os_task os_task_t;
+const char *os_task_error(os_task_t *task);
+int os_task_sleep(os_task_t *task, int64_t ms);
+int os_worker_id(void);
+
+/* ---- logs: level 0 debug .. 3 error; msg is text, or JSON members ("k":v,...) ---- */
+int os_log_enabled(int level);
+void os_log_write(int level, const char *msg, size_t len);
+
+/* ---- database: queries run on the worker's pool; results stay owned by the task ---- */
+int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+int os_db_pin(os_task_t *task);
+int os_db_unpin(os_task_t *task);
+int os_db_nrows(os_task_t *task);
+int os_db_ncols(os_task_t *task);
+const char *os_db_colname(os_task_t *task, int col);
+uint32_t os_db_coltype(os_task_t *task, int col);
+const char *os_db_value(os_task_t *task, int row, int col, size_t *len);
+const char *os_db_sqlstate(os_task_t *task);
+int64_t os_db_affected(os_task_t *task);
+void os_db_clear(os_task_t *task);
+
+/* ---- metrics: Prometheus text of every worker's counters, summed ---- */
+size_t os_metrics_render(char *buf, size_t cap);
+
+/* FFI-CDEF-END */
+
+#endif

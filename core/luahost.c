@@ -1,0 +1,349 @@
+/*
+ * luahost.c - owns each worker's LuaJIT VM and the life of request tasks.
+ *
+ * A request becomes a task: a coroutine on the worker's current VM running the Lua
+ * dispatcher (scripts/lib/host.lua) with the task pointer and a table describing the
+ * request. The dispatcher returns status, body, a flat header list and the route's name.
+ * While the coroutine waits on an operation the request stays open; h2o may dispose the
+ * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
+ *
+ * VMs are reference-counted by their tasks, so that a reload can install a new generation
+ * for new requests while the old one finishes the requests it is running.
+ */
+#include "luahost.h"
+#include "config.h"
+#include "db.h"
+#include "ffi.h"
+#include "log.h"
+#include "metrics.h"
+#include "task.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct os_vm {
+    lua_State *L;
+    int dispatch_ref;
+    size_t refs; /* the worker's reference plus one per running task */
+};
+
+typedef struct req_guard {
+    os_task_t *task;
+} req_guard_t;
+
+static void vm_unref(os_vm_t *vm)
+{
+    if (--vm->refs == 0) {
+        lua_close(vm->L);
+        free(vm);
+    }
+}
+
+void os_vm_release(os_vm_t *vm)
+{
+    vm_unref(vm);
+}
+
+static int traceback(lua_State *L)
+{
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    luaL_openlibs(L);
+
+    /* package.path = SCRIPTS_DIR/?.lua;SCRIPTS_DIR/?/init.lua;<default> */
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", os_config.scripts_dir, os_config.scripts_dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "lib.host");
+    if (lua_pcall(L, 1, 1, -3) != 0)
+        goto Fail;
+    lua_getfield(L, -1, "init");
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, os_config.routes_file);
+    lua_setfield(L, -2, "routes_file");
+    lua_pushinteger(L, worker->id);
+    lua_setfield(L, -2, "worker_id");
+    lua_pushinteger(L, (lua_Integer)os_config.tax_ppm);
+    lua_setfield(L, -2, "tax_ppm");
+    lua_pushinteger(L, (lua_Integer)os_config.shipping_cents);
+    lua_setfield(L, -2, "shipping_cents");
+    if (lua_pcall(L, 1, 1, -4) != 0)
+        goto Fail;
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, errlen, "lib.host.init must return the dispatch function");
+        lua_close(L);
+        return NULL;
+    }
+    os_vm_t *vm = calloc(1, sizeof(*vm));
+    vm->L = L;
+    vm->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->refs = 1;
+    lua_settop(L, 0);
+    return vm;
+
+Fail:
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+}
+
+void os_task_set_error(os_task_t *task, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(task->error, sizeof(task->error), fmt, ap);
+    va_end(ap);
+}
+
+const char *os_task_error(os_task_t *task)
+{
+    return task->error;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static void on_req_disposed(void *p)
+{
+    req_guard_t *guard = p;
+    if (guard->task != NULL)
+        guard->task->req = NULL;
+}
+
+static void send_response(os_task_t *task, int status, const char *body, size_t len, const char *route)
+{
+    h2o_req_t *req = task->req;
+    os_metrics_observe_http(task->worker->metrics, route, req != NULL ? req->method.base : "GET",
+                            req != NULL ? req->method.len : 3, status, os_clock_us() - task->started_us);
+    if (req == NULL)
+        return;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = len; /* lets h2o keep the connection alive for every status */
+    h2o_send_inline(req, body, len);
+}
+
+static void send_internal_error(os_task_t *task, const char *what)
+{
+    static const char body[] = "{\"error\": \"internal error\"}";
+    os_log(OS_LOG_ERROR, "request failed in the Lua host: %s", what);
+    if (task->req != NULL)
+        h2o_add_header(&task->req->pool, &task->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/json"));
+    send_response(task, 500, body, sizeof(body) - 1, "unmatched");
+}
+
+/* Copies the dispatcher's results (status, body, headers, route) into the h2o response. */
+static void finish(os_task_t *task)
+{
+    lua_State *co = task->co;
+    int status = (int)lua_tointeger(co, 1);
+    size_t len = 0;
+    const char *body = lua_tolstring(co, 2, &len);
+    const char *route = lua_tostring(co, 4);
+    if (status < 100 || status > 599 || body == NULL) {
+        send_internal_error(task, "dispatcher returned no status or body");
+        return;
+    }
+    if (task->req != NULL && lua_istable(co, 3)) {
+        h2o_req_t *req = task->req;
+        int n = (int)lua_objlen(co, 3);
+        for (int i = 1; i + 1 <= n; i += 2) {
+            size_t nlen, vlen;
+            lua_rawgeti(co, 3, i);
+            lua_rawgeti(co, 3, i + 1);
+            const char *name = lua_tolstring(co, -2, &nlen), *value = lua_tolstring(co, -1, &vlen);
+            if (name != NULL && value != NULL) {
+                h2o_iovec_t lname = h2o_strdup(&req->pool, name, nlen);
+                h2o_strtolower(lname.base, lname.len);
+                h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
+                h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
+            }
+            lua_pop(co, 2);
+        }
+    }
+    send_response(task, status, body, len, route != NULL ? route : "unmatched");
+}
+
+static void task_free(os_task_t *task)
+{
+    os_vm_t *vm = task->vm;
+    os_timer_stop(&task->worker->timers, &task->timer);
+    os_db_task_done(task);
+    if (task->guard != NULL)
+        ((req_guard_t *)task->guard)->task = NULL;
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
+    task->worker->tasks_running--;
+    free(task);
+    vm_unref(vm);
+}
+
+/* Runs the coroutine until it yields on an operation or finishes, then answers and frees. */
+static void task_step(os_task_t *task, int nargs)
+{
+    task->wait = OS_WAIT_NONE;
+    int rc = lua_resume(task->co, nargs);
+    if (rc == LUA_YIELD) {
+        if (task->wait != OS_WAIT_NONE)
+            return;
+        send_internal_error(task, "handler yielded outside an asynchronous operation");
+    } else if (rc == 0) {
+        finish(task);
+    } else {
+        send_internal_error(task, lua_tostring(task->co, -1));
+    }
+    task_free(task);
+}
+
+void os_task_resume(os_task_t *task, int status)
+{
+    if (task->starting) {
+        task->has_early = 1;
+        task->early_status = status;
+        return;
+    }
+    lua_pushinteger(task->co, status);
+    task_step(task, 1);
+}
+
+static void on_sleep_done(os_timer_t *timer)
+{
+    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
+    os_task_resume(task, OS_OK);
+}
+
+int os_task_sleep(os_task_t *task, int64_t ms)
+{
+    if (task->wait != OS_WAIT_NONE) {
+        os_task_set_error(task, "task is already waiting");
+        return OS_ESTATE;
+    }
+    task->timer.cb = on_sleep_done;
+    if (os_timer_start(&task->worker->timers, &task->timer, ms > 0 ? (uint64_t)ms : 0) != 0) {
+        os_task_set_error(task, "out of memory");
+        return OS_ERR;
+    }
+    task->wait = OS_WAIT_SLEEP;
+    return OS_OK;
+}
+
+int os_worker_id(void)
+{
+    os_worker_t *worker = os_worker_current();
+    return worker != NULL ? worker->id : -1;
+}
+
+static void push_request(lua_State *co, h2o_req_t *req)
+{
+    size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    lua_createtable(co, 0, 6);
+    lua_pushlstring(co, req->method.base, req->method.len);
+    lua_setfield(co, -2, "method");
+    lua_pushlstring(co, req->path.base, path_len);
+    lua_setfield(co, -2, "path");
+    if (req->query_at != SIZE_MAX) {
+        lua_pushlstring(co, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+        lua_setfield(co, -2, "query_string");
+    }
+    lua_pushlstring(co, req->entity.base != NULL ? req->entity.base : "", req->entity.len);
+    lua_setfield(co, -2, "body");
+    /* Header names arrive lower-cased; repeated headers are joined with ", " (RFC 9110 5.3). */
+    lua_createtable(co, 0, (int)req->headers.size);
+    for (size_t i = 0; i != req->headers.size; i++) {
+        const h2o_header_t *h = req->headers.entries + i;
+        lua_pushlstring(co, h->name->base, h->name->len);
+        lua_pushvalue(co, -1);
+        lua_rawget(co, -3);
+        if (lua_isnil(co, -1)) {
+            lua_pop(co, 1);
+            lua_pushlstring(co, h->value.base, h->value.len);
+        } else {
+            lua_pushliteral(co, ", ");
+            lua_pushlstring(co, h->value.base, h->value.len);
+            lua_concat(co, 3);
+        }
+        lua_rawset(co, -3);
+    }
+    lua_setfield(co, -2, "headers");
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
+    os_vm_t *vm = worker->vm;
+    os_task_t *task = calloc(1, sizeof(*task));
+    if (task == NULL)
+        return -1;
+    task->worker = worker;
+    task->vm = vm;
+    task->req = req;
+    task->started_us = os_clock_us();
+    os_timer_init(&task->timer, on_sleep_done);
+    h2o_linklist_init_anchor(&task->waiter_link);
+    req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
+    guard->task = task;
+    task->guard = guard;
+    vm->refs++;
+    worker->tasks_running++;
+
+    lua_State *L = vm->L;
+    task->co = lua_newthread(L);
+    task->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(task->co, LUA_REGISTRYINDEX, vm->dispatch_ref);
+    lua_pushlightuserdata(task->co, task);
+    push_request(task->co, req);
+    task_step(task, 2);
+    return 0;
+}
+
+void os_luahost_register(h2o_pathconf_t *pathconf)
+{
+    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
+    handler->on_req = on_req;
+}

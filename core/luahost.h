@@ -1,0 +1,18 @@
+/*
+ * luahost.h - the per-worker LuaJIT VM and the bridge from h2o requests to Lua handlers.
+ */
+#ifndef OS_LUAHOST_H
+#define OS_LUAHOST_H
+
+#include <h2o.h>
+
+#include "worker.h"
+
+/** Builds a VM generation for worker: loads scripts/lib/host.lua and routes.lua. NULL on error (message in err). */
+os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen);
+/** Releases the worker's reference; the VM is closed once its last task has finished. */
+void os_vm_release(os_vm_t *vm);
+/** Registers the h2o handler that sends every request on pathconf to Lua. */
+void os_luahost_register(h2o_pathconf_t *pathconf);
+
+#endif

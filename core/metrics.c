@@ -1,0 +1,225 @@
+/*
+ * metrics.c - owns the Prometheus metrics. Each worker writes only its own slots; a scrape,
+ * on whichever worker serves /metrics, reads every worker's slots with atomic loads and sums
+ * them. Slots are claimed once and never move (a fixed table, no realloc), which is what
+ * makes the lock-free read safe. When the table is full, new label sets fold into one
+ * "overflow" route rather than growing memory without bound.
+ */
+#include "metrics.h"
+#include "ffi.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SLOTS 256
+#define WORKERS_MAX 256
+static const double bucket_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define NBUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+
+typedef struct slot {
+    atomic_int ready; /* set (release) once the key below is written */
+    char route[96];
+    char method[12];
+    int status;
+    atomic_uint_fast64_t count;
+    atomic_uint_fast64_t sum_us;
+    atomic_uint_fast64_t buckets[NBUCKETS]; /* non-cumulative; summed at render */
+} slot_t;
+
+enum { G_TASKS, G_DB_SIZE, G_DB_CONNECTED, G_DB_BUSY, G_DB_WAITING, G_COUNT };
+
+struct os_metrics {
+    int worker_id;
+    size_t used;
+    slot_t slots[SLOTS];
+    atomic_uint_fast64_t gauges[G_COUNT];
+};
+
+static os_metrics_t *registry[WORKERS_MAX];
+static atomic_int registered;
+static time_t started_at;
+
+os_metrics_t *os_metrics_create(int worker_id)
+{
+    os_metrics_t *m = calloc(1, sizeof(*m));
+    m->worker_id = worker_id;
+    int i = atomic_fetch_add(&registered, 1);
+    if (i == 0)
+        started_at = time(NULL);
+    registry[i] = m;
+    return m;
+}
+
+void os_metrics_destroy_all(void)
+{
+    int n = atomic_exchange(&registered, 0);
+    for (int i = 0; i < n; i++) {
+        free(registry[i]);
+        registry[i] = NULL;
+    }
+}
+
+static slot_t *find_slot(os_metrics_t *m, const char *route, const char *method, size_t method_len, int status)
+{
+    for (size_t i = 0; i < m->used; i++) {
+        slot_t *s = &m->slots[i];
+        if (s->status == status && strncmp(s->method, method, method_len) == 0 && s->method[method_len] == '\0' &&
+            strcmp(s->route, route) == 0)
+            return s;
+    }
+    slot_t *s;
+    if (m->used == SLOTS - 1) {
+        s = &m->slots[SLOTS - 1];
+        if (!atomic_load_explicit(&s->ready, memory_order_relaxed)) {
+            strcpy(s->route, "overflow");
+            strcpy(s->method, "ANY");
+            atomic_store_explicit(&s->ready, 1, memory_order_release);
+        }
+        return s;
+    }
+    s = &m->slots[m->used++];
+    snprintf(s->route, sizeof(s->route), "%s", route);
+    snprintf(s->method, sizeof(s->method), "%.*s", (int)(method_len < sizeof(s->method) ? method_len : 0), method);
+    s->status = status;
+    atomic_store_explicit(&s->ready, 1, memory_order_release);
+    return s;
+}
+
+void os_metrics_observe_http(os_metrics_t *m, const char *route, const char *method, size_t method_len, int status,
+                             uint64_t duration_us)
+{
+    slot_t *s = find_slot(m, route, method, method_len, status);
+    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->sum_us, duration_us, memory_order_relaxed);
+    size_t b = 0;
+    while (b < NBUCKETS && (double)duration_us / 1e6 > bucket_bounds[b])
+        b++;
+    if (b < NBUCKETS)
+        atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+}
+
+void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
+                           uint64_t db_waiting)
+{
+    uint64_t v[G_COUNT] = {tasks, db_size, db_connected, db_busy, db_waiting};
+    for (int i = 0; i < G_COUNT; i++)
+        atomic_store_explicit(&m->gauges[i], v[i], memory_order_relaxed);
+}
+
+/* Render into buf while counting what the whole text needs, so a short buffer can be retried. */
+typedef struct out {
+    char *buf;
+    size_t cap, len;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL, o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+typedef struct agg {
+    const slot_t *key;
+    uint64_t count, sum_us, buckets[NBUCKETS];
+} agg_t;
+
+/* Sums the slots of every worker by key; by_status=0 merges statuses (for the histogram). */
+static size_t aggregate(agg_t *aggs, size_t max, int by_status)
+{
+    size_t n = 0;
+    int workers = atomic_load(&registered);
+    for (int w = 0; w < workers; w++) {
+        os_metrics_t *m = registry[w];
+        for (size_t i = 0; i < SLOTS; i++) {
+            const slot_t *s = &m->slots[i];
+            if (!atomic_load_explicit(&s->ready, memory_order_acquire))
+                break;
+            size_t j = 0;
+            while (j < n && !(strcmp(aggs[j].key->route, s->route) == 0 && strcmp(aggs[j].key->method, s->method) == 0 &&
+                              (!by_status || aggs[j].key->status == s->status)))
+                j++;
+            if (j == n) {
+                if (n == max)
+                    continue;
+                memset(&aggs[n], 0, sizeof(aggs[n]));
+                aggs[n++].key = s;
+            }
+            aggs[j].count += atomic_load_explicit(&s->count, memory_order_relaxed);
+            aggs[j].sum_us += atomic_load_explicit(&s->sum_us, memory_order_relaxed);
+            for (size_t b = 0; b < NBUCKETS; b++)
+                aggs[j].buckets[b] += atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
+        }
+    }
+    return n;
+}
+
+size_t os_metrics_render(char *buf, size_t cap)
+{
+    out_t o = {buf, cap, 0};
+    size_t max = SLOTS * 4;
+    agg_t *aggs = malloc(max * sizeof(*aggs));
+    if (aggs == NULL)
+        return 0;
+
+    put(&o, "# HELP orderservice_http_requests_total HTTP requests answered, by route pattern, method and status.\n"
+            "# TYPE orderservice_http_requests_total counter\n");
+    size_t n = aggregate(aggs, max, 1);
+    for (size_t i = 0; i < n; i++)
+        put(&o, "orderservice_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n", aggs[i].key->route,
+            aggs[i].key->method, aggs[i].key->status, (unsigned long long)aggs[i].count);
+
+    put(&o, "# HELP orderservice_http_request_duration_seconds Time from request to response, by route pattern and method.\n"
+            "# TYPE orderservice_http_request_duration_seconds histogram\n");
+    n = aggregate(aggs, max, 0);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            cumulative += aggs[i].buckets[b];
+            put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+                aggs[i].key->route, aggs[i].key->method, bucket_bounds[b], (unsigned long long)cumulative);
+        }
+        put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+            aggs[i].key->route, aggs[i].key->method, (unsigned long long)aggs[i].count);
+        put(&o, "orderservice_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n", aggs[i].key->route,
+            aggs[i].key->method, (double)aggs[i].sum_us / 1e6);
+        put(&o, "orderservice_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n", aggs[i].key->route,
+            aggs[i].key->method, (unsigned long long)aggs[i].count);
+    }
+    free(aggs);
+
+    static const struct {
+        const char *name, *help;
+    } gauges[G_COUNT] = {
+        {"orderservice_tasks_running", "Requests being handled (coroutines alive)."},
+        {"orderservice_db_pool_size", "Database connections configured per worker, summed."},
+        {"orderservice_db_pool_connected", "Database connections that are up."},
+        {"orderservice_db_pool_busy", "Database connections running a query or a transaction."},
+        {"orderservice_db_pool_waiting", "Requests queued for a database connection."},
+    };
+    int workers = atomic_load(&registered);
+    for (int g = 0; g < G_COUNT; g++) {
+        uint64_t sum = 0;
+        for (int w = 0; w < workers; w++)
+            sum += atomic_load_explicit(&registry[w]->gauges[g], memory_order_relaxed);
+        put(&o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[g].name, gauges[g].help, gauges[g].name,
+            gauges[g].name, (unsigned long long)sum);
+    }
+    put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
+            "orderservice_workers %d\n",
+        workers);
+    put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
+            "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
+        (long long)started_at);
+    if (o.len < cap)
+        buf[o.len] = '\0';
+    return o.len;
+}

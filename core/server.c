@@ -1,0 +1,209 @@
+/*
+ * server.c - owns the listening sockets and the worker threads (WORKERS, HOST, PORT,
+ * SHUTDOWN_TIMEOUT_MS).
+ *
+ * Each worker has its own listening socket on the same address (SO_REUSEPORT), so the
+ * kernel spreads connections over the workers and no accept lock is needed. Sockets are
+ * bound by the main thread before any worker starts, so "address in use" is reported
+ * once and synchronously. The main thread then waits for SIGTERM/SIGINT; on one, every
+ * worker closes its listener, finishes the requests it is running (up to the deadline)
+ * and leaves its loop.
+ */
+#include "server.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "luahost.h"
+#include "metrics.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_REQUEST_BODY (1024 * 1024)
+#define TICK_MS 100
+
+static h2o_globalconf_t globalconf;
+static atomic_int stopping;
+static __thread os_worker_t *current_worker;
+
+os_worker_t *os_worker_current(void)
+{
+    return current_worker;
+}
+
+static int open_listener(const struct addrinfo *ai, char *err, size_t errlen)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", os_config.host, os_config.port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    os_worker_t *worker = listener->data;
+    if (err != NULL)
+        return;
+    /* Accept a bounded batch so one busy listener cannot starve the rest of the loop. */
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(&worker->accept_ctx, sock);
+    }
+}
+
+static void publish_gauges(os_worker_t *worker)
+{
+    os_db_stats_t db;
+    os_db_pool_stats(worker->db, &db);
+    os_metrics_set_gauges(worker->metrics, worker->tasks_running, db.size, db.connected, db.busy, db.waiting);
+}
+
+static void on_tick(os_timer_t *timer)
+{
+    os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, tick, timer);
+    publish_gauges(worker);
+    if (atomic_load(&stopping) && worker->stop_deadline_ms == 0) {
+        worker->stop_deadline_ms = os_clock_ms() + (uint64_t)os_config.shutdown_timeout_ms;
+        if (worker->listener != NULL) {
+            h2o_socket_read_stop(worker->listener);
+            h2o_socket_close(worker->listener);
+            worker->listener = NULL;
+        }
+    }
+    os_timer_start(&worker->timers, &worker->tick, TICK_MS);
+}
+
+static int worker_done(os_worker_t *worker)
+{
+    if (worker->stop_deadline_ms == 0)
+        return 0;
+    if (worker->tasks_running == 0)
+        return 1;
+    if (os_clock_ms() >= worker->stop_deadline_ms) {
+        os_log(OS_LOG_WARN, "shutdown deadline passed with %zu requests still running", worker->tasks_running);
+        return 1;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    os_worker_t *worker = arg;
+    char err[1024];
+    current_worker = worker;
+    os_log_set_worker(worker->id);
+
+    h2o_context_init(&worker->ctx, h2o_evloop_create(), &globalconf);
+    worker->accept_ctx.ctx = &worker->ctx;
+    worker->accept_ctx.hosts = globalconf.hosts;
+    worker->metrics = os_metrics_create(worker->id);
+    if ((worker->vm = os_vm_create(worker, err, sizeof(err))) == NULL) {
+        os_log(OS_LOG_ERROR, "cannot load the route scripts: %s", err);
+        worker->exit_status = 1;
+        atomic_store(&stopping, 1);
+        kill(getpid(), SIGTERM);
+        return NULL;
+    }
+    if (os_config.database_url[0] != '\0')
+        worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size);
+
+    worker->listener = h2o_evloop_socket_create(worker->ctx.loop, worker->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    worker->listener->data = worker;
+    h2o_socket_read_start(worker->listener, on_accept);
+    os_timer_init(&worker->tick, on_tick);
+    os_timer_start(&worker->timers, &worker->tick, 0);
+
+    while (!worker_done(worker)) {
+        h2o_evloop_run(worker->ctx.loop, os_timers_next_wait(&worker->timers, TICK_MS));
+        os_timers_run(&worker->timers);
+    }
+    return NULL;
+}
+
+static void configure_h2o(void)
+{
+    h2o_config_init(&globalconf);
+    globalconf.server_name = h2o_iovec_init(H2O_STRLIT("orderservice"));
+    /* h2o answers 413 and closes as soon as Content-Length (or the chunks read so far) pass this. */
+    globalconf.max_request_entity_size = MAX_REQUEST_BODY;
+    h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    os_luahost_register(h2o_config_register_path(host, "/", 0));
+}
+
+int os_server_run(void)
+{
+    char err[512], port[16];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    snprintf(port, sizeof(port), "%d", os_config.port);
+    int gai = getaddrinfo(os_config.host, port, &hints, &ai);
+    if (gai != 0) {
+        os_log(OS_LOG_ERROR, "cannot resolve HOST %s: %s", os_config.host, gai_strerror(gai));
+        return 2;
+    }
+    int nworkers = os_config.workers;
+    os_worker_t *workers = calloc((size_t)nworkers, sizeof(*workers));
+    for (int i = 0; i < nworkers; i++) {
+        workers[i].id = i;
+        if ((workers[i].listen_fd = open_listener(ai, err, sizeof(err))) < 0) {
+            os_log(OS_LOG_ERROR, "%s", err);
+            freeaddrinfo(ai);
+            return 1;
+        }
+    }
+    freeaddrinfo(ai);
+    configure_h2o();
+
+    /* Signals go to the main thread only: workers never see them, the main thread waits. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    for (int i = 0; i < nworkers; i++)
+        pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+    os_log(OS_LOG_INFO, "listening on %s:%d with %d workers", os_config.host, os_config.port, nworkers);
+
+    int sig;
+    sigwait(&set, &sig);
+    atomic_store(&stopping, 1);
+    os_log(OS_LOG_INFO, "received signal %d: draining in-flight requests (at most %d ms)", sig,
+           os_config.shutdown_timeout_ms);
+
+    int status = 0;
+    for (int i = 0; i < nworkers; i++) {
+        pthread_join(workers[i].thread, NULL);
+        status |= workers[i].exit_status;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        os_db_pool_destroy(workers[i].db);
+        if (workers[i].vm != NULL)
+            os_vm_release(workers[i].vm);
+        os_timers_dispose(&workers[i].timers);
+    }
+    os_metrics_destroy_all();
+    free(workers);
+    os_log(OS_LOG_INFO, "stopped");
+    return status;
+}

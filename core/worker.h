@@ -1,0 +1,39 @@
+/*
+ * worker.h - what one worker thread owns: its h2o context and event loop, its listener,
+ * its timers, its LuaJIT VM and its database pool. Nothing here is shared between
+ * workers except the metrics slots, which other threads only read.
+ */
+#ifndef OS_WORKER_H
+#define OS_WORKER_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "timer.h"
+
+typedef struct os_vm os_vm_t;
+typedef struct os_db_pool os_db_pool_t;
+typedef struct os_metrics os_metrics_t;
+
+typedef struct os_worker {
+    int id;
+    pthread_t thread;
+    h2o_context_t ctx; /* ctx.loop is this worker's event loop */
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    os_timers_t timers;
+    os_timer_t tick;
+    os_vm_t *vm;        /* the current VM generation; new requests start here */
+    os_db_pool_t *db;   /* NULL when DATABASE_URL is not set */
+    os_metrics_t *metrics;
+    size_t tasks_running;
+    uint64_t stop_deadline_ms; /* 0 until shutdown begins */
+    int exit_status;
+} os_worker_t;
+
+/** The worker running on the calling thread, or NULL outside workers. */
+os_worker_t *os_worker_current(void);
+
+#endif

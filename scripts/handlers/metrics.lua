@@ -1,0 +1,23 @@
+-- metrics: GET /metrics in Prometheus' text format, every worker's counters summed.
+
+local ffi = require("ffi")
+local C = require("lib.core")
+local response = require("lib.response")
+
+local _M = {}
+
+local CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+local capacity = 64 * 1024
+local buf = ffi.new("char[?]", capacity)
+
+function _M.scrape()
+    local len = tonumber(C.os_metrics_render(buf, capacity))
+    if len >= capacity then
+        capacity = len + 4096
+        buf = ffi.new("char[?]", capacity)
+        len = tonumber(C.os_metrics_render(buf, capacity))
+    end
+    return response.text(200, ffi.string(buf, len), { ["content-type"] = CONTENT_TYPE })
+end
+
+return _M

@@ -1,0 +1,74 @@
+-- core.lua - the C core as Lua sees it: the one ffi.cdef of the FFI surface.
+--
+-- The cdef below mirrors the FFI-CDEF block of core/ffi.h (tests/lua/ffi_cdef_spec.lua
+-- compares them). Only scripts/lib modules use it; handlers call those modules.
+-- Outside the server (busted specs) the symbols come from the library named by
+-- OS_CORE_LIB instead of the running process.
+
+local ffi = require("ffi")
+
+ffi.cdef[[
+typedef struct os_order_totals {
+    int64_t subtotal;
+    int64_t tax;
+    int64_t shipping;
+    int64_t total;
+} os_order_totals_t;
+
+int os_money_parse(const char *s, size_t len, int64_t *cents_out);
+
+size_t os_money_format(int64_t cents, char *buf, size_t buflen);
+
+int os_money_totals(const int64_t *unit_cents, const int64_t *quantities, size_t n, int64_t tax_ppm,
+                    int64_t shipping_cents, os_order_totals_t *out);
+
+int os_money_fits_numeric_10_2(int64_t cents);
+
+int os_status_valid(int kind, const char *s, size_t len);
+
+int os_status_transition(int kind, const char *from, size_t from_len, const char *to, size_t to_len);
+
+const char *os_status_shipping_for_order(const char *order_status, size_t len);
+
+enum {
+    OS_DONE = 1,
+    OS_OK = 0,
+    OS_ERR = -1,
+    OS_EUNAVAILABLE = -2,
+    OS_ETIMEDOUT = -3,
+    OS_ESTATE = -4
+};
+
+typedef struct os_task os_task_t;
+const char *os_task_error(os_task_t *task);
+int os_task_sleep(os_task_t *task, int64_t ms);
+int os_worker_id(void);
+
+int os_log_enabled(int level);
+void os_log_write(int level, const char *msg, size_t len);
+
+int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+int os_db_pin(os_task_t *task);
+int os_db_unpin(os_task_t *task);
+int os_db_nrows(os_task_t *task);
+int os_db_ncols(os_task_t *task);
+const char *os_db_colname(os_task_t *task, int col);
+uint32_t os_db_coltype(os_task_t *task, int col);
+const char *os_db_value(os_task_t *task, int row, int col, size_t *len);
+const char *os_db_sqlstate(os_task_t *task);
+int64_t os_db_affected(os_task_t *task);
+void os_db_clear(os_task_t *task);
+
+size_t os_metrics_render(char *buf, size_t cap);
+]]
+
+local C = ffi.C
+if not pcall(function() return C.os_money_parse end) then
+    local path = os.getenv("OS_CORE_LIB")
+    if not path then
+        error("the C core is not loaded: run inside orderservice or set OS_CORE_LIB")
+    end
+    C = ffi.load(path)
+end
+
+return C

@@ -1,0 +1,167 @@
+-- db.lua - PostgreSQL from Lua: prepared statements, rows, transactions.
+--
+--   local Q = db.statement("orders_by_id", "SELECT ... WHERE order_id = $1")
+--   local rows, err = db.query(Q, id)         -- rows: list of { column = value }
+--   local ok, err = db.transaction(function() ... return true end)
+--
+-- Values come back typed by column: integers as numbers, booleans as booleans, numeric
+-- (money) as exact strings, timestamptz as ISO-8601 with offset, SQL NULL as db.null.
+-- Parameters are sent as text: pass money as strings, never as Lua numbers with cents.
+-- A failure returns nil, err where err = { kind = "unavailable" | "timeout" | "query",
+-- message = ..., sqlstate = ... }; db.unavailable(err) tells whether to answer 503.
+
+local ffi = require("ffi")
+local cjson = require("cjson")
+local C = require("lib.core")
+local async = require("lib.async")
+
+local tonumber, tostring, type, select = tonumber, tostring, type, select
+local format, sub, find = string.format, string.sub, string.find
+
+local OK, ERR, EUNAVAILABLE, ETIMEDOUT = C.OS_OK, C.OS_ERR, C.OS_EUNAVAILABLE, C.OS_ETIMEDOUT
+
+local _M = { null = cjson.null }
+
+local len_out = ffi.new("size_t[1]")
+
+local INT_TYPES = { [20] = true, [21] = true, [23] = true, [26] = true }
+local BOOL, TIMESTAMPTZ = 16, 1184
+
+local error_mt = { __tostring = function(e) return e.message end }
+
+local function failure(task, rc)
+    local kind = rc == EUNAVAILABLE and "unavailable" or rc == ETIMEDOUT and "timeout" or "query"
+    local err = { kind = kind, message = async.error_message(task) }
+    if rc == ERR then
+        err.sqlstate = ffi.string(C.os_db_sqlstate(task))
+    end
+    C.os_db_clear(task)
+    return nil, setmetatable(err, error_mt)
+end
+
+-- "2024-09-18 14:40:32.5+00" -> "2024-09-18T14:40:32.5+00:00"
+local function iso8601(s)
+    s = s:gsub(" ", "T", 1)
+    if find(s, "[+-]%d%d$") then
+        return s .. ":00"
+    end
+    return s
+end
+
+local function convert(value, oid)
+    if INT_TYPES[oid] then
+        return tonumber(value)
+    elseif oid == BOOL then
+        return value == "t"
+    elseif oid == TIMESTAMPTZ then
+        return iso8601(value)
+    end
+    return value
+end
+
+local function read_rows(task)
+    local nrows, ncols = C.os_db_nrows(task), C.os_db_ncols(task)
+    local names, types = {}, {}
+    for c = 0, ncols - 1 do
+        names[c] = ffi.string(C.os_db_colname(task, c))
+        types[c] = C.os_db_coltype(task, c)
+    end
+    local rows = { affected = tonumber(C.os_db_affected(task)) }
+    for r = 0, nrows - 1 do
+        local row = {}
+        for c = 0, ncols - 1 do
+            local p = C.os_db_value(task, r, c, len_out)
+            row[names[c]] = p == nil and _M.null or convert(ffi.string(p, len_out[0]), types[c])
+        end
+        rows[r + 1] = row
+    end
+    C.os_db_clear(task)
+    return rows
+end
+
+local function param_text(v)
+    if v == nil or v == _M.null then
+        return nil
+    elseif type(v) == "number" then
+        if v % 1 == 0 and v >= -2^53 and v <= 2^53 then
+            return format("%d", v)
+        end
+        error("bad parameter: only integers may be passed as numbers (money travels as strings)", 4)
+    elseif type(v) == "boolean" then
+        return v and "true" or "false"
+    end
+    return tostring(v)
+end
+
+function _M.statement(name, sql)
+    if type(name) ~= "string" or not find(name, "^[%w_]+$") then
+        error("bad 'name' argument", 2)
+    elseif type(sql) ~= "string" then
+        error("bad 'sql' argument", 2)
+    end
+    return { name = name, sql = sql }
+end
+
+-- Runs a statement (from db.statement) or a plain SQL string with $n parameters.
+function _M.query(stmt, ...)
+    local name, sql
+    if type(stmt) == "table" then
+        name, sql = stmt.name, stmt.sql
+    elseif type(stmt) == "string" then
+        name, sql = "", stmt
+    else
+        error("bad 'stmt' argument", 2)
+    end
+    local n = select("#", ...)
+    local params = ffi.new("const char *[?]", n + 1)
+    local keep = {} -- holds the strings the pointers refer to until the call returns
+    for i = 1, n do
+        local text = param_text((select(i, ...)))
+        keep[i] = text
+        params[i - 1] = text
+    end
+    local task = async.task()
+    local rc = async.wait(C.os_db_query(task, name, sql, n, params))
+    keep = nil
+    if rc ~= OK then
+        return failure(task, rc)
+    end
+    return read_rows(task)
+end
+
+-- Runs fn() inside BEGIN ... COMMIT on one connection. fn returns a non-nil value to
+-- commit (transaction returns what fn returned), or nil, err to roll back (transaction
+-- returns nil, err); if fn raises, the transaction is rolled back and the error re-raised.
+function _M.transaction(fn)
+    local task = async.task()
+    local rc = async.wait(C.os_db_pin(task))
+    if rc ~= OK then
+        return failure(task, rc)
+    end
+    local _, err = _M.query("BEGIN")
+    if err then
+        C.os_db_unpin(task)
+        return nil, err
+    end
+    local ok, result, fn_err = pcall(fn)
+    if ok and result ~= nil then
+        _, err = _M.query("COMMIT")
+        C.os_db_unpin(task)
+        if err then
+            return nil, err
+        end
+        return result, fn_err
+    end
+    _M.query("ROLLBACK")
+    C.os_db_unpin(task)
+    if not ok then
+        error(result, 0)
+    end
+    return nil, fn_err
+end
+
+function _M.unavailable(err)
+    return err.kind == "unavailable" or err.kind == "timeout"
+end
+
+return _M

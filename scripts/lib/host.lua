@@ -1,0 +1,168 @@
+-- host.lua - where every request enters Lua.
+--
+-- init() runs once per VM: it loads routes.lua, compiles the router, resolves every
+-- handler and filter (so a typo fails the start or the reload, not a request) and returns
+-- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
+-- the filters' before() in priority order, the handler, then the filters' after() in
+-- reverse, and turns the response into (status, body, headers, route) for the C host.
+-- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
+
+local async = require("lib.async")
+local log = require("lib.log")
+local request = require("lib.request")
+local response = require("lib.response")
+local router_mod = require("lib.router")
+
+local xpcall, traceback, pairs, ipairs, type = xpcall, debug.traceback, pairs, ipairs, type
+local sort, concat = table.sort, table.concat
+
+local _M = {}
+
+local router
+local route_filters = {} -- compiled route -> ordered list of { filter = module, conf = table }
+local config_of_host
+
+local function resolve_handler(spec, index)
+    local module_name, fn_name = spec:match("^([%w_%.]+)%.([%w_]+)$")
+    if not module_name then
+        error(("route %d: handler %q must be module.function"):format(index, spec), 0)
+    end
+    local module = require("handlers." .. module_name)
+    local fn = module[fn_name]
+    if type(fn) ~= "function" then
+        error(("route %d: handlers/%s.lua has no function %q"):format(index, module_name, fn_name), 0)
+    end
+    return fn
+end
+
+-- Filters by name: routes.lua's `filters` gives defaults for every route; a route's own
+-- `filters` table adds or overrides entries (false turns a default off).
+local function build_filters(defaults, own, index)
+    local merged = {}
+    for name, conf in pairs(defaults or {}) do
+        merged[name] = conf
+    end
+    for name, conf in pairs(own or {}) do
+        merged[name] = conf
+    end
+    local list = {}
+    for name, conf in pairs(merged) do
+        if conf then
+            local ok, filter = pcall(require, "filters." .. name)
+            if not ok then
+                error(("route %d: unknown filter %q: %s"):format(index, name, filter), 0)
+            end
+            if filter.check_conf then
+                local valid, err = filter.check_conf(conf == true and {} or conf)
+                if not valid then
+                    error(("route %d: filter %q: %s"):format(index, name, err), 0)
+                end
+            end
+            list[#list + 1] = { name = name, filter = filter, conf = conf == true and {} or conf }
+        end
+    end
+    -- Higher PRIORITY runs first (Kong's convention); ties by name, so the order is stable.
+    sort(list, function(a, b)
+        local pa, pb = a.filter.PRIORITY or 0, b.filter.PRIORITY or 0
+        if pa ~= pb then
+            return pa > pb
+        end
+        return a.name < b.name
+    end)
+    return list
+end
+
+local function flatten(resp)
+    local flat, n = {}, 0
+    for _, h in ipairs(resp.headers) do
+        flat[n + 1], flat[n + 2] = h[1], h[2]
+        n = n + 2
+    end
+    return flat
+end
+
+local counter = 0
+local function new_request_id()
+    counter = counter + 1
+    return ("%x-%x-%x"):format(config_of_host.worker_id, os.time(), counter) ..
+        ("%04x"):format(math.random(0, 0xffff))
+end
+
+local function run(route, params, req)
+    req.params = params
+    local filters = route_filters[route]
+    local resp
+    for i = 1, #filters do
+        local f = filters[i]
+        if f.filter.before then
+            resp = f.filter.before(req, f.conf)
+            if resp then
+                break
+            end
+        end
+    end
+    if not resp then
+        resp = route.fn(req)
+        if type(resp) ~= "table" or not resp.status then
+            error("handler " .. route.handler .. " returned no response", 0)
+        end
+    end
+    for i = #filters, 1, -1 do
+        local f = filters[i]
+        if f.filter.after then
+            f.filter.after(req, resp, f.conf)
+        end
+    end
+    return resp
+end
+
+local function dispatch(task_ptr, fields)
+    async.bind(task_ptr)
+    fields.request_id = new_request_id()
+    local req = request.new(fields)
+    local route, status, allow = router:match(req.method, req.path)
+    local resp, route_name
+    if not route then
+        route_name = "unmatched"
+        if status == 405 then
+            resp = response.error(405, "method not allowed", { allow = allow })
+            resp:header("allow", allow)
+        else
+            resp = response.error(404, "not found", { path = req.path })
+        end
+    else
+        route_name = route.path
+        local ok, result = xpcall(run, traceback, route, status, req)
+        if ok then
+            resp = result
+        else
+            log.error("handler failed", { request_id = req.request_id, route = route.path, error = result })
+            resp = response.json(500, { error = "internal error", request_id = req.request_id })
+        end
+    end
+    return resp.status, resp.body or "", flatten(resp), route_name
+end
+
+function _M.init(config)
+    config_of_host = config
+    math.randomseed(os.time() + config.worker_id * 7919)
+    local chunk, err = loadfile(config.routes_file)
+    if not chunk then
+        error("cannot load " .. config.routes_file .. ": " .. err, 0)
+    end
+    local decl = chunk()
+    if type(decl) ~= "table" or type(decl.routes) ~= "table" then
+        error(config.routes_file .. " must return { filters = {...}, routes = {...} }", 0)
+    end
+    router = router_mod.new(decl.routes)
+    for index, route in ipairs(router:routes()) do
+        route.fn = resolve_handler(route.handler, index)
+        route_filters[route] = build_filters(decl.filters, route.filters, index)
+    end
+    log.info("routes loaded", { routes = #router:routes(), file = config.routes_file })
+    return dispatch
+end
+
+_M.config = function() return config_of_host end
+
+return _M

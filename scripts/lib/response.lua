@@ -1,0 +1,176 @@
+-- response.lua - builds responses: { status = 200, headers = { { name, value }, ... }, body = "" }.
+--
+-- JSON: an empty Lua table encodes as {}; mark a table with response.array(t) (or use
+-- response.empty_array) to get [] instead. With OpenResty's lua-cjson that is cjson's
+-- own array_mt; plain lua-cjson 2.1.0 lacks it, so marked tables are then encoded here
+-- and everything else is still left to cjson. Money is never a JSON number here: it
+-- travels as a string.
+
+local cjson = require("cjson")
+
+local concat = table.concat
+local find = string.find
+local getmetatable = getmetatable
+local lower = string.lower
+local pairs = pairs
+local pcall = pcall
+local sort = table.sort
+local tostring = tostring
+local type = type
+
+local json = cjson.new() -- private settings
+local NATIVE = json.array_mt ~= nil and json.empty_array ~= nil
+local ARRAY_MT = json.array_mt or {}
+local EMPTY_ARRAY = json.empty_array or setmetatable({}, {
+    __newindex = function() error("response.empty_array is read-only", 2) end,
+})
+local MAX_DEPTH = 1000
+
+local _M = { null = cjson.null, empty_array = EMPTY_ARRAY }
+local methods = {}
+local mt = { __index = methods }
+
+-- Marks `t` (or a new table) so it encodes as a JSON array even when empty.
+function _M.array(t)
+    if t == nil then
+        t = {}
+    elseif type(t) ~= "table" then
+        error("bad 't' argument", 2)
+    end
+    return setmetatable(t, ARRAY_MT)
+end
+
+local function is_marked(v)
+    return v == EMPTY_ARRAY or getmetatable(v) == ARRAY_MT
+end
+
+-- True when a marked table occurs anywhere inside `v` (only needed without NATIVE).
+local function has_marked(v, depth)
+    if depth > MAX_DEPTH then
+        return false -- let cjson report the cycle or the depth
+    end
+    for _, x in pairs(v) do
+        if type(x) == "table" and (is_marked(x) or has_marked(x, depth + 1)) then
+            return true
+        end
+    end
+    return false
+end
+
+local function encode_fallback(v, depth)
+    if type(v) ~= "table" or not (is_marked(v) or has_marked(v, depth)) then
+        return json.encode(v)
+    elseif depth > MAX_DEPTH then
+        error("value is nested too deeply (or has a cycle)")
+    end
+    local buf, n = {}, 0
+    for _ in pairs(v) do
+        n = n + 1
+    end
+    if is_marked(v) or (n > 0 and n == #v) then
+        for i = 1, #v do
+            buf[i] = encode_fallback(v[i], depth + 1)
+        end
+        return "[" .. concat(buf, ",") .. "]"
+    end
+    for k, x in pairs(v) do
+        if type(k) ~= "string" and type(k) ~= "number" then
+            error("cannot encode a table key of type " .. type(k))
+        end
+        buf[#buf + 1] = json.encode(tostring(k)) .. ":" .. encode_fallback(x, depth + 1)
+    end
+    return "{" .. concat(buf, ",") .. "}"
+end
+
+local function encode(value)
+    if NATIVE then
+        return json.encode(value)
+    end
+    return encode_fallback(value, 1)
+end
+
+local function check_header(name, value, level)
+    if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+%-.^_`|~]+$") then
+        error("bad 'name' argument", level)
+    end
+    if type(value) == "number" then
+        value = tostring(value)
+    elseif type(value) ~= "string" or find(value, "[%z\r\n]") then
+        error("bad 'value' argument", level)
+    end
+    return value
+end
+
+-- Appends a header (kept in order; a name may repeat). Returns the response.
+function methods:header(name, value)
+    value = check_header(name, value, 3)
+    local headers = self.headers
+    headers[#headers + 1] = { name, value }
+    return self
+end
+
+-- headers: nil, a list of { name, value } pairs, or a map name -> value (sorted by
+-- name). A content-type given here replaces the default one.
+local function new(status, content_type, body, headers)
+    if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599 then
+        error("bad 'status' argument", 3)
+    end
+    local list = { { "content-type", content_type } }
+    if headers ~= nil and type(headers) ~= "table" then
+        error("bad 'headers' argument", 3)
+    elseif headers and headers[1] == nil then
+        local names = {}
+        for name in pairs(headers) do
+            names[#names + 1] = name
+        end
+        sort(names)
+        for i = 1, #names do
+            list[#list + 1] = { names[i], check_header(names[i], headers[names[i]], 4) }
+        end
+    elseif headers then
+        for i = 1, #headers do
+            local pair = headers[i]
+            list[#list + 1] = { pair[1], check_header(pair[1], pair[2], 4) }
+        end
+    end
+    for i = #list, 2, -1 do
+        if lower(list[i][1]) == "content-type" then
+            list[1][2] = list[i][2]
+            table.remove(list, i)
+        end
+    end
+    return setmetatable({ status = status, headers = list, body = body }, mt)
+end
+
+-- A JSON response; raises if `value` cannot be encoded (a function, NaN, a cycle...).
+function _M.json(status, value, headers)
+    local ok, body = pcall(encode, value)
+    if not ok then
+        error("bad 'value' argument: " .. tostring(body), 2)
+    end
+    return new(status, "application/json", body, headers)
+end
+
+function _M.html(status, body, headers)
+    if type(body) ~= "string" then
+        error("bad 'body' argument", 2)
+    end
+    return new(status, "text/html; charset=utf-8", body, headers)
+end
+
+function _M.text(status, body, headers)
+    if type(body) ~= "string" then
+        error("bad 'body' argument", 2)
+    end
+    return new(status, "text/plain; charset=utf-8", body, headers)
+end
+
+-- { "error": message, "details": details }; details is left out when nil.
+function _M.error(status, message, details)
+    if type(message) ~= "string" then
+        error("bad 'message' argument", 2)
+    end
+    return _M.json(status, { error = message, details = details })
+end
+
+return _M

@@ -1,0 +1,115 @@
+"""Integration-test harness: the real orderservice binary on a free loopback port, a fresh
+database in the test cluster (started by ctest's pg_start fixture), and plain HTTP."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ["ORDERSERVICE_BIN"]
+SOURCE_DIR = os.environ["SOURCE_DIR"]
+ADMIN_URL = os.environ["PG_ADMIN_URL"]
+FIXTURE_ROUTES = os.path.join(SOURCE_DIR, "tests/integration/fixtures/routes.lua")
+
+
+def psql(url, sql):
+    """Runs sql with psql and returns its unaligned output (one row per line)."""
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def fresh_database(name):
+    psql(ADMIN_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(ADMIN_URL, f"CREATE DATABASE {name}")
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def run_binary(*args, env=None, timeout=60):
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([BIN, *args], env=full_env, cwd=SOURCE_DIR, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Service:
+    """orderservice serving on a free port; use as a context manager."""
+
+    def __init__(self, database_url=None, workers=1, routes=FIXTURE_ROUTES, env=None):
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers),
+                         "ROUTES_FILE": routes, "LOG_LEVEL": "info", "DATABASE_URL": database_url or ""})
+        self.env.update(env or {})
+        self.log = tempfile.NamedTemporaryFile(prefix="orderservice-", suffix=".log", delete=False)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, cwd=SOURCE_DIR, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"orderservice exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("orderservice did not start listening:\n" + self.logs())
+
+    def stop(self, timeout=30):
+        """SIGTERM, then the exit status (the service must drain and exit by itself)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def logs(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.unlink(self.log.name)
+
+    def connection(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, conn=None, timeout=30):
+        own = conn is None
+        conn = conn or self.connection(timeout)
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            if own:
+                conn.close()
