@@ -134,9 +134,11 @@ static void conn_connect(os_db_conn_t *conn)
 }
 
 /* Closes a broken connection, fails the query on it, and schedules a reconnect. */
-static void conn_fail(os_db_conn_t *conn, const char *why)
+static void conn_fail(os_db_conn_t *conn, const char *reason)
 {
     os_task_t *task = conn->task;
+    char why[256]; /* reason may point into libpq's state, which PQfinish frees */
+    snprintf(why, sizeof(why), "%.*s", (int)strcspn(reason, "\n"), reason);
     if (conn->state != CONN_CONNECTING || conn->backoff_ms == 0)
         os_log(OS_LOG_WARN, "database connection lost: %s", why);
     conn_unwatch(conn);
@@ -200,13 +202,9 @@ static void conn_poll_connect(os_db_conn_t *conn)
         conn->state = CONN_IDLE;
         pool_hand_over(conn->pool, conn);
         return;
-    default: {
-        char why[256];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(conn->pg));
-        why[strcspn(why, "\n")] = '\0';
-        conn_fail(conn, why);
+    default:
+        conn_fail(conn, PQerrorMessage(conn->pg));
         return;
-    }
     }
 }
 

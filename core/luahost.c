@@ -325,7 +325,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     task->req = req;
     task->started_us = os_clock_us();
     os_timer_init(&task->timer, on_sleep_done);
-    h2o_linklist_init_anchor(&task->waiter_link);
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
     task->guard = guard;

@@ -14,7 +14,7 @@ local response = require("lib.response")
 local router_mod = require("lib.router")
 
 local xpcall, traceback, pairs, ipairs, type = xpcall, debug.traceback, pairs, ipairs, type
-local sort, concat = table.sort, table.concat
+local sort = table.sort
 
 local _M = {}
 
@@ -88,59 +88,67 @@ local function new_request_id()
         ("%04x"):format(math.random(0, 0xffff))
 end
 
-local function run(route, params, req)
-    req.params = params
-    local filters = route_filters[route]
-    local resp
-    for i = 1, #filters do
-        local f = filters[i]
-        if f.filter.before then
-            resp = f.filter.before(req, f.conf)
+local function internal_error(req, route_name, err)
+    log.error("handler failed", { request_id = req.request_id, route = route_name, error = err })
+    return response.json(500, { error = "internal error", request_id = req.request_id })
+end
+
+-- before() filters in priority order (one may answer instead of the handler), the handler,
+-- then after() filters in reverse. A Lua error in a filter or the handler becomes a 500,
+-- and the after() filters still see it (so the 500 carries the request id too).
+local function run(filters, handler, route_name, req)
+    local resp, ran = nil, 0
+    local ok, err = xpcall(function()
+        for i = 1, #filters do
+            ran = i
+            local before = filters[i].filter.before
+            resp = before and before(req, filters[i].conf)
             if resp then
-                break
+                return
             end
         end
-    end
-    if not resp then
-        resp = route.fn(req)
+        resp = handler(req)
         if type(resp) ~= "table" or not resp.status then
-            error("handler " .. route.handler .. " returned no response", 0)
+            error("handler for " .. route_name .. " returned no response", 0)
         end
+    end, traceback)
+    if not ok then
+        resp = internal_error(req, route_name, err)
     end
-    for i = #filters, 1, -1 do
+    for i = ran, 1, -1 do
         local f = filters[i]
         if f.filter.after then
-            f.filter.after(req, resp, f.conf)
+            ok, err = xpcall(f.filter.after, traceback, req, resp, f.conf)
+            if not ok then
+                resp = internal_error(req, route_name, err)
+            end
         end
     end
     return resp
 end
 
+local function not_found(req)
+    return response.error(404, "not found", { path = req.path })
+end
+
+local global_filters
 local function dispatch(task_ptr, fields)
     async.bind(task_ptr)
     fields.request_id = new_request_id()
     local req = request.new(fields)
     local route, status, allow = router:match(req.method, req.path)
-    local resp, route_name
-    if not route then
-        route_name = "unmatched"
-        if status == 405 then
-            resp = response.error(405, "method not allowed", { allow = allow })
-            resp:header("allow", allow)
-        else
-            resp = response.error(404, "not found", { path = req.path })
-        end
+    local resp
+    if route then
+        req.params = status
+        resp = run(route_filters[route], route.fn, route.path, req)
+    elseif status == 405 then
+        resp = run(global_filters, function()
+            return response.error(405, "method not allowed", { allow = allow }):header("allow", allow)
+        end, "unmatched", req)
     else
-        route_name = route.path
-        local ok, result = xpcall(run, traceback, route, status, req)
-        if ok then
-            resp = result
-        else
-            log.error("handler failed", { request_id = req.request_id, route = route.path, error = result })
-            resp = response.json(500, { error = "internal error", request_id = req.request_id })
-        end
+        resp = run(global_filters, not_found, "unmatched", req)
     end
-    return resp.status, resp.body or "", flatten(resp), route_name
+    return resp.status, resp.body or "", flatten(resp), route and route.path or "unmatched"
 end
 
 function _M.init(config)
@@ -155,6 +163,7 @@ function _M.init(config)
         error(config.routes_file .. " must return { filters = {...}, routes = {...} }", 0)
     end
     router = router_mod.new(decl.routes)
+    global_filters = build_filters(decl.filters, nil, 0)
     for index, route in ipairs(router:routes()) do
         route.fn = resolve_handler(route.handler, index)
         route_filters[route] = build_filters(decl.filters, route.filters, index)

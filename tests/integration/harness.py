@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -95,6 +96,9 @@ class Service:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        elif self.proc and self.proc.returncode != 0:
+            # It died on its own: what it wrote is the only clue, so keep it in the test output.
+            print(f"orderservice exited with {self.proc.returncode}; its log:\n{self.logs()}", file=sys.stderr)
         os.unlink(self.log.name)
 
     def connection(self, timeout=30):
