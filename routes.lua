@@ -13,9 +13,27 @@ return {
         request_id = { trust_incoming = true },
     },
 
+    -- Background work, run on worker 0 of every replica (JOBS=0 turns it off there).
+    jobs = {
+        outbox = { handler = "jobs.deliver_outbox", every_ms = tonumber(os.getenv("OUTBOX_EVERY_MS")) or 250 },
+        saga_recovery = { handler = "jobs.recover_sagas",
+                          every_ms = tonumber(os.getenv("SAGA_RECOVERY_EVERY_MS")) or 5000 },
+    },
+
     routes = {
         { method = "GET", path = "/health/", handler = "health.check" },
         { method = "GET", path = "/health/live/", handler = "health.live" },
         { method = "GET", path = "/metrics", handler = "metrics.scrape" },
+
+        -- Orders REST API (issue 4). Literal segments win over {id}, so create/ and
+        -- my-orders/ never reach the {id} routes.
+        { method = "GET", path = "/v1/orders/", handler = "orders.list" },
+        { method = "POST", path = "/v1/orders/", handler = "orders.create" },
+        { method = "POST", path = "/v1/orders/create/", handler = "orders.create" },
+        { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history" },
+        { method = "GET", path = "/v1/orders/{id}/", handler = "orders.details" },
+        { method = "GET", path = "/v1/orders/{id}/details/", handler = "orders.details" },
+        { method = "PATCH", path = "/v1/orders/{id}/update/", handler = "orders.update" },
+        { method = "POST", path = "/v1/orders/{id}/cancel/", handler = "orders.cancel" },
     },
 }

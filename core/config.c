@@ -107,6 +107,9 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
         env_str("MIGRATIONS_DIR", "./sql/migrations", cfg->migrations_dir, sizeof(cfg->migrations_dir), err, errlen) != 0 ||
         env_str("SEED_DIR", "./seed", cfg->seed_dir, sizeof(cfg->seed_dir), err, errlen) != 0 ||
         env_int("SHUTDOWN_TIMEOUT_MS", 10000, 0, 600000, &cfg->shutdown_timeout_ms, err, errlen) != 0 ||
+        env_int("DOWNSTREAM_TIMEOUT_MS", 2000, 1, 600000, &cfg->downstream_timeout_ms, err, errlen) != 0 ||
+        env_int("DOWNSTREAM_POOL_SIZE", 64, 1, 10000, &cfg->downstream_pool_size, err, errlen) != 0 ||
+        env_bool("JOBS", 1, &cfg->jobs, err, errlen) != 0 ||
         env_rate("TAX_RATE", "0.05", &cfg->tax_ppm, err, errlen) != 0 ||
         env_money("SHIPPING_FEE", "50.00", &cfg->shipping_cents, err, errlen) != 0)
         return -1;

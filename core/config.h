@@ -22,6 +22,9 @@ typedef struct os_config {
     char migrations_dir[1024];
     char seed_dir[1024];
     int shutdown_timeout_ms;
+    int downstream_timeout_ms;
+    int downstream_pool_size;
+    int jobs; /* run background jobs (outbox delivery, recovery) on worker 0 */
     int64_t tax_ppm;        /* TAX_RATE as parts per million */
     int64_t shipping_cents; /* SHIPPING_FEE in cents */
 } os_config_t;

@@ -505,19 +505,15 @@ int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams,
     task->params = calloc((size_t)nparams + 1, sizeof(char *));
     for (int i = 0; i < nparams; i++)
         task->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
-    int rc;
-    os_task_start_begin(task);
-    if (task->pinned) {
-        task->wait = OS_WAIT_DB_QUERY;
-        query_start(task->conn);
-        rc = OS_OK;
-    } else {
-        rc = pool_acquire(task);
+    if (!task->pinned) {
+        int rc = pool_acquire(task);
+        if (rc != OS_OK)
+            free_pending(task);
+        return rc;
     }
-    rc = os_task_start_end(task, rc);
-    if (rc < 0)
-        free_pending(task);
-    return rc;
+    task->wait = OS_WAIT_DB_QUERY;
+    query_start(task->conn);
+    return OS_OK;
 }
 
 int os_db_pin(os_task_t *task)
@@ -527,9 +523,8 @@ int os_db_pin(os_task_t *task)
         return OS_ESTATE;
     }
     task->want_pin = 1;
-    os_task_start_begin(task);
-    int rc = os_task_start_end(task, pool_acquire(task));
-    if (rc < 0)
+    int rc = pool_acquire(task);
+    if (rc != OS_OK)
         task->want_pin = 0;
     return rc;
 }

@@ -42,15 +42,14 @@ int os_money_fits_numeric_10_2(int64_t cents);
 int os_status_valid(int kind, const char *s, size_t len);
 /** Returns 1 allowed, 0 refused (409), -1 `to` unknown or bad kind (400), 2 from == to (no-op); unknown `from` is refused. */
 int os_status_transition(int kind, const char *from, size_t from_len, const char *to, size_t to_len);
-/** Returns the static shipping status an order status implies ("Shipped", "Delivered") or NULL if none. */
+/** Returns the static shipping status an order status implies ("Shipped", "Delivered", "Cancelled") or NULL if none. */
 const char *os_status_shipping_for_order(const char *order_status, size_t len);
 
 /* ---- status codes shared by every asynchronous operation ----
  * A call that starts an operation returns OS_OK when it is in flight (the Lua
- * wrapper must then yield; the yield returns the operation's final status), OS_DONE
- * when it completed at once, or a negative status when it failed at once. os_task_error() describes the last failure. */
+ * wrapper must then yield; the yield returns the operation's final status) or a
+ * negative status when it failed at once. os_task_error() describes the last failure. */
 enum {
-    OS_DONE = 1,          /* the operation completed during the start call: do not yield */
     OS_OK = 0,
     OS_ERR = -1,          /* the operation failed (for a query: see os_db_sqlstate) */
     OS_EUNAVAILABLE = -2, /* the database / downstream cannot be reached */
@@ -63,6 +62,8 @@ typedef struct os_task os_task_t;
 const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
+int os_worker_stopping(void);
+int64_t os_monotonic_ms(void);
 
 /* ---- logs: level 0 debug .. 3 error; msg is text, or JSON members ("k":v,...) ---- */
 int os_log_enabled(int level);
@@ -80,6 +81,13 @@ const char *os_db_value(os_task_t *task, int row, int col, size_t *len);
 const char *os_db_sqlstate(os_task_t *task);
 int64_t os_db_affected(os_task_t *task);
 void os_db_clear(os_task_t *task);
+
+/* ---- downstream HTTP: the response stays owned by the task until its next call ----
+ * headers are preformatted "Name: value\r\n" lines; Host and Content-Length are added. */
+int os_http_request(os_task_t *task, const char *method, const char *url, size_t url_len, const char *headers,
+                    size_t headers_len, const char *body, size_t body_len);
+int os_http_status(os_task_t *task);
+const char *os_http_body(os_task_t *task, size_t *len);
 
 /* ---- metrics: Prometheus text of every worker's counters, summed ---- */
 size_t os_metrics_render(char *buf, size_t cap);

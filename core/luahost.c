@@ -13,6 +13,7 @@
 #include "luahost.h"
 #include "config.h"
 #include "db.h"
+#include "http_client.h"
 #include "ffi.h"
 #include "log.h"
 #include "metrics.h"
@@ -28,6 +29,7 @@
 struct os_vm {
     lua_State *L;
     int dispatch_ref;
+    int background_ref;
     size_t refs; /* the worker's reference plus one per running task */
 };
 
@@ -96,6 +98,8 @@ os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen)
     os_vm_t *vm = calloc(1, sizeof(*vm));
     vm->L = L;
     vm->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "background");
+    vm->background_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
     lua_settop(L, 0);
     return vm;
@@ -158,6 +162,8 @@ static void on_req_disposed(void *p)
 static void send_response(os_task_t *task, int status, const char *body, size_t len, const char *route)
 {
     h2o_req_t *req = task->req;
+    if (task->background)
+        return;
     os_metrics_observe_http(task->worker->metrics, route, req != NULL ? req->method.base : "GET",
                             req != NULL ? req->method.len : 3, status, os_clock_us() - task->started_us);
     if (req == NULL)
@@ -215,10 +221,12 @@ static void task_free(os_task_t *task)
     os_vm_t *vm = task->vm;
     os_timer_stop(&task->worker->timers, &task->timer);
     os_db_task_done(task);
+    os_http_task_done(task);
     if (task->guard != NULL)
         ((req_guard_t *)task->guard)->task = NULL;
     luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
-    task->worker->tasks_running--;
+    if (!task->background)
+        task->worker->tasks_running--;
     free(task);
     vm_unref(vm);
 }
@@ -227,7 +235,9 @@ static void task_free(os_task_t *task)
 static void task_step(os_task_t *task, int nargs)
 {
     task->wait = OS_WAIT_NONE;
+    task->worker->in_lua++;
     int rc = lua_resume(task->co, nargs);
+    task->worker->in_lua--;
     if (rc == LUA_YIELD) {
         if (task->wait != OS_WAIT_NONE)
             return;
@@ -240,11 +250,21 @@ static void task_step(os_task_t *task, int nargs)
     task_free(task);
 }
 
+static void on_deferred_resume(os_timer_t *timer)
+{
+    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
+    lua_pushinteger(task->co, task->resume_status);
+    task_step(task, 1);
+}
+
 void os_task_resume(os_task_t *task, int status)
 {
-    if (task->starting) {
-        task->has_early = 1;
-        task->early_status = status;
+    if (task->worker->in_lua) {
+        /* Every operation has finished with the task's timer by the time it completes. */
+        task->resume_status = status;
+        task->wait = OS_WAIT_RESUME;
+        task->timer.cb = on_deferred_resume;
+        os_timer_start(&task->worker->timers, &task->timer, 0);
         return;
     }
     lua_pushinteger(task->co, status);
@@ -276,6 +296,17 @@ int os_worker_id(void)
 {
     os_worker_t *worker = os_worker_current();
     return worker != NULL ? worker->id : -1;
+}
+
+int os_worker_stopping(void)
+{
+    os_worker_t *worker = os_worker_current();
+    return worker != NULL && worker->stop_deadline_ms != 0;
+}
+
+int64_t os_monotonic_ms(void)
+{
+    return (int64_t)os_clock_ms();
 }
 
 static void push_request(lua_State *co, h2o_req_t *req)
@@ -312,33 +343,49 @@ static void push_request(lua_State *co, h2o_req_t *req)
     lua_setfield(co, -2, "headers");
 }
 
+/* A task on the worker's current VM whose coroutine will call the function at fn_ref. */
+static os_task_t *task_create(os_worker_t *worker, int fn_ref)
+{
+    os_vm_t *vm = worker->vm;
+    os_task_t *task = calloc(1, sizeof(*task));
+    if (task == NULL)
+        return NULL;
+    task->worker = worker;
+    task->vm = vm;
+    task->started_us = os_clock_us();
+    os_timer_init(&task->timer, on_sleep_done);
+    vm->refs++;
+    task->co = lua_newthread(vm->L);
+    task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    lua_rawgeti(task->co, LUA_REGISTRYINDEX, fn_ref);
+    lua_pushlightuserdata(task->co, task);
+    return task;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
-    os_vm_t *vm = worker->vm;
-    os_task_t *task = calloc(1, sizeof(*task));
+    os_task_t *task = task_create(worker, worker->vm->dispatch_ref);
     if (task == NULL)
         return -1;
-    task->worker = worker;
-    task->vm = vm;
     task->req = req;
-    task->started_us = os_clock_us();
-    os_timer_init(&task->timer, on_sleep_done);
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
     task->guard = guard;
-    vm->refs++;
     worker->tasks_running++;
-
-    lua_State *L = vm->L;
-    task->co = lua_newthread(L);
-    task->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(task->co, LUA_REGISTRYINDEX, vm->dispatch_ref);
-    lua_pushlightuserdata(task->co, task);
     push_request(task->co, req);
     task_step(task, 2);
     return 0;
+}
+
+void os_luahost_start_background(os_worker_t *worker)
+{
+    os_task_t *task = task_create(worker, worker->vm->background_ref);
+    if (task == NULL)
+        return;
+    task->background = 1;
+    task_step(task, 1);
 }
 
 void os_luahost_register(h2o_pathconf_t *pathconf)

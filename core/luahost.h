@@ -12,6 +12,8 @@
 os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen);
 /** Releases the worker's reference; the VM is closed once its last task has finished. */
 void os_vm_release(os_vm_t *vm);
+/** Starts the background coroutine (lib.host.background: the jobs of routes.lua) on worker. */
+void os_luahost_start_background(os_worker_t *worker);
 /** Registers the h2o handler that sends every request on pathconf to Lua. */
 void os_luahost_register(h2o_pathconf_t *pathconf);
 

@@ -109,6 +109,8 @@ const char *os_status_shipping_for_order(const char *order_status, size_t len)
         return shipping_names[S_SHIPPED];
     case O_DELIVERED:
         return shipping_names[S_DELIVERED];
+    case O_CANCELLED:
+        return shipping_names[S_CANCELLED];
     default:
         return NULL;
     }

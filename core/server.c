@@ -12,6 +12,7 @@
 #include "server.h"
 #include "config.h"
 #include "db.h"
+#include "http_client.h"
 #include "log.h"
 #include "luahost.h"
 #include "metrics.h"
@@ -126,6 +127,10 @@ static void *worker_main(void *arg)
     }
     if (os_config.database_url[0] != '\0')
         worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size);
+    worker->http = os_http_pools_create(worker);
+    /* One worker per replica runs the jobs; the database arbitrates between replicas. */
+    if (os_config.jobs && worker->id == 0)
+        os_luahost_start_background(worker);
 
     worker->listener = h2o_evloop_socket_create(worker->ctx.loop, worker->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     worker->listener->data = worker;
@@ -198,6 +203,7 @@ int os_server_run(void)
     }
     for (int i = 0; i < nworkers; i++) {
         os_db_pool_destroy(workers[i].db);
+        /* http pools are not disposed: an abandoned job may still hold one of their sockets. */
         if (workers[i].vm != NULL)
             os_vm_release(workers[i].vm);
         os_timers_dispose(&workers[i].timers);

@@ -18,12 +18,15 @@
 #include "worker.h"
 
 typedef struct os_db_conn os_db_conn_t;
+typedef struct os_http_call os_http_call_t;
 
 enum os_task_wait {
     OS_WAIT_NONE = 0,
     OS_WAIT_SLEEP,
     OS_WAIT_DB_ACQUIRE, /* queued for a connection */
     OS_WAIT_DB_QUERY,   /* query in flight on task->conn */
+    OS_WAIT_HTTP,       /* downstream call in flight (task->http) */
+    OS_WAIT_RESUME,     /* finished; resumed by the loop (os_task_resume) */
 };
 
 typedef struct os_task {
@@ -33,6 +36,7 @@ typedef struct os_task {
     int co_ref;
     h2o_req_t *req; /* NULL once the client has gone away */
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
+    int background; /* a job runner, not a request: not counted for the shutdown drain */
     uint64_t started_us;
     int wait;
     os_timer_t timer;
@@ -48,34 +52,18 @@ typedef struct os_task {
     int nparams;
     char **params;
     PGresult *result;
+    /* downstream HTTP: the last call and its response */
+    os_http_call_t *http;
+
     char error[256];
 
-    /* set while an operation is being started, so that one completing at once is
-     * returned by the start call instead of resuming a coroutine that is running */
-    int starting;
-    int has_early;
-    int early_status;
+    int resume_status; /* for a resume deferred to the loop (see os_task_resume) */
 } os_task_t;
 
-/** Resumes the task's coroutine with status as yield's result; frees the task if it finished. */
+/** Resumes the task's coroutine with status as yield's result; frees the task if it finished.
+ *  Called while Lua runs on this worker (from inside an FFI call), it defers the resume to
+ *  the event loop: re-entering the VM from a C function the FFI called is not allowed. */
 void os_task_resume(os_task_t *task, int status);
-/** Marks the start of an operation's start call. */
-static inline void os_task_start_begin(os_task_t *task)
-{
-    task->starting = 1;
-    task->has_early = 0;
-}
-
-/** Ends a start call: returns rc, or the status of an operation that already completed (OS_DONE for success). */
-static inline int os_task_start_end(os_task_t *task, int rc)
-{
-    task->starting = 0;
-    if (!task->has_early)
-        return rc;
-    task->wait = 0;
-    return task->early_status == 0 ? 1 /* OS_DONE */ : task->early_status;
-}
-
 /** Records an error message for the Lua side to read with os_task_error(). */
 void os_task_set_error(os_task_t *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -10,7 +10,7 @@ local C = require("lib.core")
 
 local running, yield = coroutine.running, coroutine.yield
 
-local OK, DONE = C.OS_OK, C.OS_DONE
+local OK = C.OS_OK
 
 local _M = {}
 
@@ -37,9 +37,6 @@ end
 function _M.wait(rc)
     if rc == OK then
         rc = yield()
-    end
-    if rc == DONE then
-        return OK
     end
     return rc
 end

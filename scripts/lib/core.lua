@@ -31,7 +31,6 @@ int os_status_transition(int kind, const char *from, size_t from_len, const char
 const char *os_status_shipping_for_order(const char *order_status, size_t len);
 
 enum {
-    OS_DONE = 1,
     OS_OK = 0,
     OS_ERR = -1,
     OS_EUNAVAILABLE = -2,
@@ -43,6 +42,8 @@ typedef struct os_task os_task_t;
 const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
+int os_worker_stopping(void);
+int64_t os_monotonic_ms(void);
 
 int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);
@@ -58,6 +59,11 @@ const char *os_db_value(os_task_t *task, int row, int col, size_t *len);
 const char *os_db_sqlstate(os_task_t *task);
 int64_t os_db_affected(os_task_t *task);
 void os_db_clear(os_task_t *task);
+
+int os_http_request(os_task_t *task, const char *method, const char *url, size_t url_len, const char *headers,
+                    size_t headers_len, const char *body, size_t body_len);
+int os_http_status(os_task_t *task);
+const char *os_http_body(os_task_t *task, size_t *len);
 
 size_t os_metrics_render(char *buf, size_t cap);
 ]]

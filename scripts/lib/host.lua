@@ -22,15 +22,16 @@ local router
 local route_filters = {} -- compiled route -> ordered list of { filter = module, conf = table }
 local config_of_host
 
-local function resolve_handler(spec, index)
+-- where: "route 3" or "job outbox", for the message an operator reads on a typo.
+local function resolve_handler(spec, where)
     local module_name, fn_name = spec:match("^([%w_%.]+)%.([%w_]+)$")
     if not module_name then
-        error(("route %d: handler %q must be module.function"):format(index, spec), 0)
+        error(("%s: handler %q must be module.function"):format(where, spec), 0)
     end
     local module = require("handlers." .. module_name)
     local fn = module[fn_name]
     if type(fn) ~= "function" then
-        error(("route %d: handlers/%s.lua has no function %q"):format(index, module_name, fn_name), 0)
+        error(("%s: handlers/%s.lua has no function %q"):format(where, module_name, fn_name), 0)
     end
     return fn
 end
@@ -151,7 +152,48 @@ local function dispatch(task_ptr, fields)
     return resp.status, resp.body or "", flatten(resp), route and route.path or "unmatched"
 end
 
+-- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.
+-- They run in one background coroutine on worker 0 of each replica (JOBS=0 turns them
+-- off); a job that fails is logged and runs again at its next turn.
+local jobs = {}
+
+function _M.background(task_ptr)
+    async.bind(task_ptr)
+    local C = require("lib.core")
+    log.info("background jobs started", { jobs = #jobs })
+    while C.os_worker_stopping() == 0 and #jobs > 0 do
+        local now = tonumber(C.os_monotonic_ms())
+        local next_at = now + 1000
+        for _, job in ipairs(jobs) do
+            if now >= job.due_at then
+                local ok, err = xpcall(job.fn, traceback)
+                if not ok then
+                    log.error("job failed", { job = job.name, error = err })
+                end
+                now = tonumber(C.os_monotonic_ms())
+                job.due_at = now + job.every_ms
+            end
+            if job.due_at < next_at then
+                next_at = job.due_at
+            end
+        end
+        async.sleep(math.max(next_at - now, 1))
+    end
+end
+
+local function build_jobs(decl)
+    for name, job in pairs(decl or {}) do
+        if type(job) ~= "table" or type(job.handler) ~= "string" or type(job.every_ms) ~= "number" or job.every_ms < 1 then
+            error(("job %q: needs handler = \"module.function\" and every_ms >= 1"):format(tostring(name)), 0)
+        end
+        jobs[#jobs + 1] = { name = name, fn = resolve_handler(job.handler, "job " .. name), every_ms = job.every_ms,
+                            due_at = 0 }
+    end
+    sort(jobs, function(a, b) return a.name < b.name end)
+end
+
 function _M.init(config)
+    if os.getenv("LUAJIT_OFF") then jit.off() end
     config_of_host = config
     math.randomseed(os.time() + config.worker_id * 7919)
     local chunk, err = loadfile(config.routes_file)
@@ -164,8 +206,9 @@ function _M.init(config)
     end
     router = router_mod.new(decl.routes)
     global_filters = build_filters(decl.filters, nil, 0)
+    build_jobs(decl.jobs)
     for index, route in ipairs(router:routes()) do
-        route.fn = resolve_handler(route.handler, index)
+        route.fn = resolve_handler(route.handler, "route " .. index)
         route_filters[route] = build_filters(decl.filters, route.filters, index)
     end
     log.info("routes loaded", { routes = #router:routes(), file = config.routes_file })

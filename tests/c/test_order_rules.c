@@ -204,7 +204,7 @@ static void test_shipping_for_order(void)
     CHECK(maps_to("DELIVERED", "Delivered"));
     CHECK(maps_to("PENDING", NULL));
     CHECK(maps_to("CONFIRMED", NULL));
-    CHECK(maps_to("CANCELLED", NULL));
+    CHECK(maps_to("CANCELLED", "Cancelled"));
     CHECK(maps_to("Shipped", NULL));
     CHECK(maps_to("shipped", NULL));
     CHECK(maps_to("", NULL));

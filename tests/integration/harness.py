@@ -14,6 +14,7 @@ BIN = os.environ["ORDERSERVICE_BIN"]
 SOURCE_DIR = os.environ["SOURCE_DIR"]
 ADMIN_URL = os.environ["PG_ADMIN_URL"]
 FIXTURE_ROUTES = os.path.join(SOURCE_DIR, "tests/integration/fixtures/routes.lua")
+STANDIN_ROUTES = os.path.join(SOURCE_DIR, "scripts/standins/routes.lua")
 
 
 def psql(url, sql):
@@ -93,11 +94,12 @@ class Service:
         return self.start()
 
     def __exit__(self, *exc):
+        died = self.proc is not None and self.proc.poll() not in (None, 0)
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        elif self.proc and self.proc.returncode != 0:
-            # It died on its own: what it wrote is the only clue, so keep it in the test output.
+        if died or (self.proc and os.environ.get("OS_TEST_PRINT_LOGS")):
+            # When it died on its own, what it wrote is the only clue: keep it in the output.
             print(f"orderservice exited with {self.proc.returncode}; its log:\n{self.logs()}", file=sys.stderr)
         os.unlink(self.log.name)
 
@@ -117,3 +119,13 @@ class Service:
         finally:
             if own:
                 conn.close()
+
+
+def start_standins():
+    """The downstream stand-ins (the same binary serving scripts/standins/routes.lua) and the
+    environment that points a service at them."""
+    standin = Service(routes=STANDIN_ROUTES, env={"JOBS": "0"}).start()
+    base = f"http://127.0.0.1:{standin.port}"
+    env = {"INVENTORY_SERVICE_URL": base + "/inventory", "PAYMENT_SERVICE_URL": base + "/payment",
+           "SHIPPING_SERVICE_URL": base + "/shipping", "NOTIFICATION_SERVICE_URL": base + "/notification/"}
+    return standin, env

@@ -1,0 +1,469 @@
+-- orders: the Orders REST API (issue 4). Routes are in routes.lua.
+--
+--   GET   /v1/orders/                        list: filters, search, sort, pages
+--   POST  /v1/orders/ and /v1/orders/create/ create (Idempotency-Key aware)
+--   GET   /v1/orders/{id}/ and .../details/  one order with its items
+--   PATCH /v1/orders/{id}/update/            change statuses, per the C core's rules
+--   POST  /v1/orders/{id}/cancel/            cancel (Idempotency-Key aware)
+--   GET   /v1/orders/my-orders/{customer_id}/ a customer's history
+--
+-- Input checks live in lib.order_input, SQL in lib.order_sql, money in lib.money and the
+-- status rules in lib.order_rules; this file wires them to HTTP. Failures travel as
+-- nil, err and become a response here, at the edge.
+
+local cjson = require("cjson.safe")
+local db = require("lib.db")
+local host = require("lib.host")
+local idempotency = require("lib.idempotency")
+local input = require("lib.order_input")
+local log = require("lib.log")
+local money = require("lib.money")
+local order_sql = require("lib.order_sql")
+local query = require("lib.query")
+local response = require("lib.response")
+local rules = require("lib.order_rules")
+local saga = require("lib.saga")
+
+local format = string.format
+local ipairs, pairs, unpack = ipairs, pairs, unpack
+
+local _M = {}
+
+local DETAILS = db.statement("orders_details", order_sql.DETAILS)
+local LOCK = db.statement("orders_lock", order_sql.LOCK)
+local INSERT_ORDER = db.statement("orders_insert", order_sql.INSERT_ORDER)
+local INSERT_ITEMS = db.statement("orders_insert_items", order_sql.INSERT_ITEMS)
+local INSERT_EVENT = db.statement("orders_insert_event", order_sql.INSERT_EVENT)
+local INSERT_SAGA = db.statement("orders_insert_saga", "INSERT INTO order_sagas (order_id, step) VALUES ($1, 'reserving')")
+local UPDATE_STATUS = db.statement("orders_update_status", order_sql.UPDATE_STATUS)
+
+local null = db.null
+
+-- ---- responses ----
+
+local function bad_request(err)
+    return response.error(400, err.message, { field = err.field })
+end
+
+local function not_found(id)
+    return response.error(404, "order not found", { order_id = id })
+end
+
+-- A database failure: 503 when the database cannot be reached (the client may retry),
+-- otherwise a logged 500 carrying the request id.
+local function db_failure(req, err)
+    if db.unavailable(err) then
+        return response.error(503, "database unavailable: " .. tostring(err.message))
+    end
+    log.error("orders query failed", { request_id = req.request_id, error = err.message,
+                                       sqlstate = err.sqlstate })
+    return response.json(500, { error = "internal error", request_id = req.request_id })
+end
+
+local function actor(req)
+    return req.ctx.principal or "api"
+end
+
+-- ---- representation ----
+
+local function item_view(item)
+    return {
+        order_item_id = item.order_item_id,
+        product_id = item.product_id,
+        sku = item.sku,
+        quantity = item.quantity,
+        unit_price = item.unit_price,
+    }
+end
+
+-- row: an order row of order_sql.DETAILS / list (items as JSON text or NULL).
+local function order_view(row)
+    local items = response.array()
+    if row.items ~= null and row.items ~= nil then
+        local list = cjson.decode(row.items) or {}
+        for i, item in ipairs(list) do
+            items[i] = item_view(item)
+        end
+    end
+    return {
+        order_id = row.order_id,
+        customer_id = row.customer_id,
+        order_status = row.order_status,
+        payment_status = row.payment_status,
+        shipping_status = row.shipping_status,
+        order_total = row.order_total,
+        subtotal = row.subtotal,
+        tax = row.tax,
+        shipping_fee = row.shipping_fee,
+        created_at = row.created_at,
+        updated_at = row.updated_at,
+        items = items,
+    }
+end
+
+-- The order's representation, or nil (missing), or nil, err.
+local function load_order(id)
+    local rows, err = db.query(DETAILS, id)
+    if not rows then
+        return nil, err
+    end
+    return rows[1] and order_view(rows[1])
+end
+
+-- ---- Idempotency-Key ----
+
+-- Runs work(claim) under the request's Idempotency-Key, if it has one. work returns a
+-- response and, on success, records it with idempotency.finish inside its transaction.
+local function idempotent(req, endpoint, fingerprint, work)
+    local key, err = input.idempotency_key(req:header("idempotency-key"))
+    if err then
+        return bad_request(err)
+    elseif not key then
+        return work(nil)
+    end
+    local scope = (req.ctx.principal or "anonymous") .. " " .. endpoint
+    local claim, resp = idempotency.claim(scope, key, fingerprint)
+    if not claim then
+        return resp
+    end
+    local ok, result = pcall(work, claim)
+    if not ok or (result.status >= 500 and not claim.finished) then
+        idempotency.release(claim)
+        if not ok then
+            error(result, 0)
+        end
+    elseif not claim.finished then
+        -- an answer given without a transaction of its own (404): record it now
+        local stored, ferr = idempotency.finish(claim, result)
+        if not stored then
+            log.warn("could not record an idempotent answer", { request_id = req.request_id,
+                                                                 error = ferr.message })
+        end
+    end
+    return result
+end
+
+-- ---- create ----
+
+-- Writes the order PENDING with its items, its first event and its saga row; returns the
+-- new order's id.
+local function insert_order(order, who)
+    local t = order.totals
+    local rows, err = db.query(INSERT_ORDER, order.customer_id, money.format(t.total),
+                               money.format(t.subtotal), money.format(t.tax),
+                               money.format(t.shipping))
+    if not rows then
+        return nil, err
+    end
+    local id = rows[1].order_id
+    -- ids and quantities go as strings too: cjson would write big numbers in exponent form
+    local items = {}
+    for i, item in ipairs(order.items) do
+        items[i] = { product_id = format("%d", item.product_id), sku = item.sku,
+                     quantity = format("%d", item.quantity),
+                     unit_price = money.format(item.unit_price) }
+    end
+    rows, err = db.query(INSERT_ITEMS, id, cjson.encode(items))
+    if rows then
+        rows, err = db.query(INSERT_EVENT, id, "order_status", nil, "PENDING", who, "created")
+    end
+    if rows then
+        rows, err = db.query(INSERT_SAGA, id)
+    end
+    if not rows then
+        return nil, err
+    end
+    return id
+end
+
+-- Create: validate, record the order PENDING, run the saga (reserve, charge; see lib.saga),
+-- answer with the order as the saga left it: 201, or the saga's failure status with the
+-- recorded order in the body. Nothing is written for input that fails validation.
+function _M.create(req)
+    local body, jerr = req:json()
+    if jerr then
+        return bad_request({ field = "body", message = jerr })
+    end
+    local config = host.config()
+    local order, err = input.create(body, config.tax_ppm, config.shipping_cents)
+    if not order then
+        return bad_request(err)
+    end
+    return idempotent(req, "orders.create", "create\n" .. req.body, function(claim)
+        local id, ierr = db.transaction(function()
+            return insert_order(order, actor(req))
+        end)
+        if not id then
+            return db_failure(req, ierr)
+        end
+        local view = assert(load_order(id))
+        local status, message = saga.create(view, req.request_id)
+        local current, lerr = load_order(id)
+        if not current then
+            return db_failure(req, lerr or { kind = "query", message = "the new order vanished" })
+        end
+        local resp
+        if status == 201 then
+            resp = response.json(201, current)
+        else
+            resp = response.json(status, { error = message, order = current })
+        end
+        log.info("order created", { request_id = req.request_id, order_id = id, status = status,
+                                    order_status = current.order_status })
+        if claim then
+            local ok, ferr = idempotency.finish(claim, resp)
+            if not ok then
+                log.warn("could not record an idempotent answer", { request_id = req.request_id,
+                                                                     error = ferr.message })
+            end
+        end
+        return resp
+    end)
+end
+
+-- ---- details ----
+
+function _M.details(req)
+    local id = req.params.id
+    local view, err = load_order(id)
+    if err then
+        return db_failure(req, err)
+    elseif not view then
+        return not_found(id)
+    end
+    return response.json(200, view)
+end
+
+-- ---- status changes (update and cancel) ----
+
+local KIND = input.UPDATE_KIND
+
+local function conflict(field, from, to, message)
+    return response.error(409, message or format("%s cannot change from %s to %s", field,
+                                                 tostring(from), to),
+                          { field = field, from = from, to = to })
+end
+
+-- Plans the changes against the locked row: returns the list of events
+-- { field, from, to } (empty when nothing changes) and the new statuses, or nil, response.
+-- The order status goes first; the shipping status it implies (SHIPPED -> Shipped,
+-- DELIVERED -> Delivered, CANCELLED -> Cancelled) follows under the shipping rules; then
+-- the payment status, then an explicit shipping status, checked from where the order
+-- status left it.
+local function plan(row, changes)
+    local current = { order_status = row.order_status, payment_status = row.payment_status,
+                      shipping_status = row.shipping_status }
+    local events = {}
+    local function move(field, to, cause)
+        local from = current[field]
+        local verdict = rules.transition(KIND[field], from, to)
+        if verdict == "same" then
+            return "same"
+        elseif verdict ~= "allowed" then
+            return nil, conflict(field, from, to)
+        end
+        events[#events + 1] = { field = field, from = from, to = to, cause = cause }
+        current[field] = to
+        return "moved"
+    end
+    local ok, resp
+    if changes.order_status then
+        ok, resp = move("order_status", changes.order_status)
+        if not ok then
+            return nil, resp
+        end
+        local implied = ok == "moved" and rules.shipping_for_order(changes.order_status)
+        if implied then
+            ok, resp = move("shipping_status", implied, "order_status " .. changes.order_status)
+            if not ok then
+                return nil, resp
+            end
+        end
+    end
+    for _, field in ipairs({ "payment_status", "shipping_status" }) do
+        if changes[field] then
+            ok, resp = move(field, changes[field])
+            if not ok then
+                return nil, resp
+            end
+        end
+    end
+    return events, current
+end
+
+-- In one transaction: lock the order, check every change, write them and their events,
+-- answer with the new representation. opts: reason, refuse_same (cancel: 409 when the
+-- order is already there), status_message (cancel's envelope), in_transaction (called
+-- with the row as it was and the new view when something changed, inside the transaction).
+local function change_status(req, id, changes, opts)
+    local who = actor(req)
+    return db.transaction(function()
+        local rows, err = db.query(LOCK, id)
+        if not rows then
+            return nil, err
+        end
+        local row = rows[1]
+        if not row then
+            return not_found(id)
+        end
+        if opts.refuse_same and row.order_status == changes.order_status then
+            return conflict("order_status", row.order_status, changes.order_status,
+                            "order is already " .. row.order_status)
+        end
+        local events, current = plan(row, changes)
+        if not events then
+            return current -- the conflict response
+        end
+        if #events > 0 then
+            local set = {}
+            for _, e in ipairs(events) do
+                set[e.field] = current[e.field]
+            end
+            rows, err = db.query(UPDATE_STATUS, id, set.order_status, set.payment_status,
+                                 set.shipping_status)
+            if not rows then
+                return nil, err
+            end
+            for _, e in ipairs(events) do
+                local reason = opts.reason
+                if e.cause then
+                    reason = reason and (reason .. " (follows " .. e.cause .. ")")
+                        or ("follows " .. e.cause)
+                end
+                rows, err = db.query(INSERT_EVENT, id, e.field, e.from, e.to, who, reason)
+                if not rows then
+                    return nil, err
+                end
+            end
+        end
+        local view
+        view, err = load_order(id)
+        if not view then
+            return nil, err or { kind = "query", message = "the order vanished" }
+        end
+        if opts.in_transaction and #events > 0 then
+            local ok, herr = pcall(opts.in_transaction, row, view)
+            if not ok then
+                return nil, { kind = "query", message = tostring(herr) }
+            end
+        end
+        local resp
+        if opts.status_message then
+            resp = response.json(200, { status = opts.status_message, order = view })
+        else
+            resp = response.json(200, view)
+        end
+        return resp
+    end)
+end
+
+function _M.update(req)
+    local body, jerr = req:json()
+    if jerr then
+        return bad_request({ field = "body", message = jerr })
+    end
+    local changes, err = input.update(body)
+    if not changes then
+        return bad_request(err)
+    end
+    local resp
+    resp, err = change_status(req, req.params.id, changes, {})
+    if not resp then
+        return db_failure(req, err)
+    end
+    return resp
+end
+
+-- Cancel: CANCELLED, and in the same transaction the compensations (release, refund when
+-- PAID, the cancel notification) as outbox rows; they are delivered right after the commit,
+-- and any that fail are retried by the outbox job. The answer shows the order after that.
+function _M.cancel(req)
+    local body, jerr = req:json()
+    local args, err = input.cancel(req.body, body, jerr)
+    if not args then
+        return bad_request(err)
+    end
+    local id = req.params.id
+    return idempotent(req, "orders.cancel", format("cancel %d\n", id) .. req.body, function(claim)
+        local work
+        local resp, terr = change_status(req, id, { order_status = "CANCELLED" }, {
+            reason = args.reason, refuse_same = true,
+            status_message = "Order cancelled successfully",
+            in_transaction = function(before, view)
+                work = saga.cancel_work(view, before.payment_status == "PAID", req.request_id)
+            end,
+        })
+        if not resp then
+            return db_failure(req, terr)
+        end
+        if work then
+            saga.deliver_now(work)
+            local view = load_order(id)
+            if view then
+                resp = response.json(200, { status = "Order cancelled successfully", order = view })
+            end
+        end
+        if claim then
+            local ok, ferr = idempotency.finish(claim, resp)
+            if not ok then
+                log.warn("could not record an idempotent answer", { request_id = req.request_id,
+                                                                     error = ferr.message })
+            end
+        end
+        return resp
+    end)
+end
+
+-- ---- lists ----
+
+local function page_link(req, page)
+    local args = {}
+    for name, values in pairs(req:query()) do
+        args[name] = values
+    end
+    args.page = format("%d", page)
+    return req.path .. "?" .. query.encode(args)
+end
+
+local function list_response(req, args)
+    local sql, params = order_sql.list(args)
+    local rows, err = db.query(sql, unpack(params, 1, #params))
+    if not rows then
+        return db_failure(req, err)
+    end
+    local count = rows[1] and rows[1].total_count or 0
+    local results = response.array()
+    for _, row in ipairs(rows) do
+        if row.order_id ~= null then
+            results[#results + 1] = order_view(row)
+        end
+    end
+    local page, size = args.page, args.page_size
+    return response.json(200, {
+        count = count,
+        page = page,
+        page_size = size,
+        results = results,
+        next = page * size < count and page_link(req, page + 1) or null,
+        previous = page > 1 and page_link(req, page - 1) or null,
+    })
+end
+
+function _M.list(req)
+    local args, err = input.list_args(req)
+    if not args then
+        return bad_request(err)
+    end
+    return list_response(req, args)
+end
+
+-- The history always answers JSON for now; the HTML page (Accept: text/html) comes later.
+function _M.history(req)
+    local args, err = input.history_args(req, req.params.customer_id)
+    if not args then
+        return bad_request(err)
+    end
+    return list_response(req, args)
+end
+
+return _M

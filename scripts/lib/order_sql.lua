@@ -1,0 +1,178 @@
+-- order_sql.lua - every SQL text of the orders API, in one place.
+--
+-- Pure text: nothing here runs a query, so tests/integration/test_orders_explain.py can load
+-- this module under plain LuaJIT and EXPLAIN exactly what the handlers send.
+--
+-- An order travels with its items as one row: the items are aggregated into a JSON array
+-- by a correlated subquery on ordersapp_orderitem (order_id index), so a page of orders and
+-- all their items is ONE query and there is no N+1. unit_price is cast to text inside the
+-- JSON so the money never becomes a JSON (double) number.
+--
+-- The list query is built from the filters present, so each shape is planned for what it
+-- really asks (a catch-all "$1 IS NULL OR col = $1" query would defeat the indexes). It
+-- runs unnamed: PostgreSQL plans it with the actual values each time. Filters on items,
+-- and the search, are written as `o.order_id IN (subquery)` so they become semi-joins that
+-- use ordersapp_orderitem's indexes; the numeric search is a UNION of three indexed lookups
+-- rather than an OR, which no single index could serve.
+
+local concat = table.concat
+local format = string.format
+
+local _M = {}
+
+local ORDER_COLUMNS = [[
+o.order_id, o.customer_id, o.order_status, o.payment_status, o.shipping_status,
+       o.order_total, o.subtotal, o.tax, o.shipping_fee, o.created_at, o.updated_at]]
+
+local function items_of(alias)
+    return format([[
+(SELECT json_agg(json_build_object('order_item_id', i.order_item_id,
+                                           'product_id', i.product_id, 'sku', i.sku,
+                                           'quantity', i.quantity,
+                                           'unit_price', i.unit_price::text)
+                         ORDER BY i.order_item_id)
+          FROM ordersapp_orderitem i WHERE i.order_id = %s.order_id)]], alias)
+end
+
+-- One order with its items (items is JSON text, or NULL when the order has none).
+_M.DETAILS = "SELECT " .. ORDER_COLUMNS .. ",\n       " .. items_of("o") .. [[ AS items
+  FROM ordersapp_order o
+ WHERE o.order_id = $1]]
+
+-- The row an update or a cancel starts from, locked until the transaction ends.
+_M.LOCK = [[
+SELECT order_id, order_status, payment_status, shipping_status
+  FROM ordersapp_order WHERE order_id = $1 FOR UPDATE]]
+
+_M.INSERT_ORDER = [[
+INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status,
+                             order_total, subtotal, tax, shipping_fee)
+VALUES ($1, 'PENDING', 'PENDING', 'Pending', $2, $3, $4, $5)
+RETURNING order_id]]
+
+-- $2 is a JSON array of { product_id, sku, quantity, unit_price (a string) }; the items get
+-- their ids in the order the client listed them.
+_M.INSERT_ITEMS = [[
+INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
+SELECT $1, x.product_id, x.sku, x.quantity, x.unit_price
+  FROM ROWS FROM (json_to_recordset($2::json)
+                  AS (product_id bigint, sku text, quantity int, unit_price numeric))
+       WITH ORDINALITY AS x (product_id, sku, quantity, unit_price, n)
+ ORDER BY x.n]]
+
+_M.INSERT_EVENT = [[
+INSERT INTO order_events (order_id, field, from_status, to_status, actor, reason)
+VALUES ($1, $2, $3, $4, $5, $6)]]
+
+-- Only the three status columns ever change through the API; a NULL keeps the value.
+_M.UPDATE_STATUS = [[
+UPDATE ordersapp_order
+   SET order_status = COALESCE($2, order_status),
+       payment_status = COALESCE($3, payment_status),
+       shipping_status = COALESCE($4, shipping_status)
+ WHERE order_id = $1]]
+
+-- ---- Idempotency-Key bookkeeping (table idempotency_keys, migration 0004) ----
+
+-- Claims (scope, key) for this request, atomically: a new row, or an expired one taken
+-- over. Returns one row when claimed, none when a live row exists.
+_M.IDEM_CLAIM = [[
+INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
+VALUES ($1, $2, md5($3), 'in_progress')
+ON CONFLICT (scope, key) DO UPDATE
+   SET request_hash = EXCLUDED.request_hash, status = 'in_progress',
+       response_status = NULL, response_body = NULL,
+       created_at = now(), expires_at = now() + interval '24 hours'
+ WHERE k.expires_at < now()
+RETURNING k.key]]
+
+_M.IDEM_READ = [[
+SELECT request_hash = md5($3) AS same_request, status, response_status, response_body
+  FROM idempotency_keys
+ WHERE scope = $1 AND key = $2 AND expires_at >= now()]]
+
+_M.IDEM_FINISH = [[
+UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
+ WHERE scope = $1 AND key = $2]]
+
+_M.IDEM_RELEASE = [[
+DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status = 'in_progress']]
+
+-- ---- the list (GET /v1/orders/ and the history) ----
+
+local ORDER_BY = {
+    created_at = "created_at %s, %s.order_id %s",
+    order_total = "order_total %s, %s.order_id %s",
+    order_id = "order_id %s",
+}
+
+local function order_by(alias, sort, dir)
+    local d = dir == "asc" and "ASC" or "DESC"
+    return format(alias .. "." .. ORDER_BY[sort], d, alias, d)
+end
+
+-- args: as returned by lib.order_input.list_args / history_args. Returns sql, params: the
+-- query answers one row per order of the page (total_count, the order columns, items),
+-- or a single row with only total_count when the page is empty.
+function _M.list(args)
+    local where, params = {}, {}
+    local function param(value)
+        params[#params + 1] = value
+        return "$" .. #params
+    end
+
+    if args.customer_id then
+        where[#where + 1] = "o.customer_id = " .. param(args.customer_id)
+    end
+    if args.product_id then
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE i.product_id = " .. param(args.product_id) .. ")"
+    end
+    if args.sku then
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE i.sku = " .. param(args.sku) .. ")"
+    end
+    for _, col in ipairs({ "order_status", "payment_status", "shipping_status" }) do
+        if args[col] then
+            where[#where + 1] = "o." .. col .. " = " .. param(args[col])
+        end
+    end
+    if args.created_from then
+        where[#where + 1] = "o.created_at >= " .. param(args.created_from) .. "::timestamptz"
+    end
+    if args.created_to then
+        where[#where + 1] = "o.created_at <= " .. param(args.created_to) .. "::timestamptz"
+    end
+    if args.created_before then
+        where[#where + 1] = "o.created_at < " .. param(args.created_before) .. "::timestamptz"
+    end
+    local search = args.search
+    if search and search.number then
+        local n = param(search.number)
+        where[#where + 1] = format("o.order_id IN (SELECT %s::bigint"
+            .. " UNION ALL SELECT c.order_id FROM ordersapp_order c WHERE c.customer_id = %s"
+            .. " UNION ALL SELECT i.order_id FROM ordersapp_orderitem i WHERE i.product_id = %s)",
+            n, n, n)
+    elseif search and search.pattern then
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE i.sku ILIKE " .. param(search.pattern) .. ")"
+    end
+
+    local cond = #where > 0 and concat(where, "\n   AND ") or "true"
+    local limit = param(args.page_size)
+    local offset = param((args.page - 1) * args.page_size)
+    local sql = "WITH page AS (\n"
+        .. "SELECT " .. ORDER_COLUMNS .. "\n"
+        .. "  FROM ordersapp_order o\n"
+        .. " WHERE " .. cond .. "\n"
+        .. " ORDER BY " .. order_by("o", args.sort, args.dir) .. "\n"
+        .. " LIMIT " .. limit .. " OFFSET " .. offset .. "\n)\n"
+        .. "SELECT c.total_count, p.*,\n       " .. items_of("p") .. " AS items\n"
+        .. "  FROM (SELECT count(*) AS total_count FROM ordersapp_order o\n"
+        .. "         WHERE " .. cond .. ") c\n"
+        .. "  LEFT JOIN page p ON true\n"
+        .. " ORDER BY " .. order_by("p", args.sort, args.dir)
+    return sql, params
+end
+
+return _M

@@ -1,0 +1,263 @@
+"""The order saga against real downstream servers: the stand-ins (the same binary serving
+scripts/standins/routes.lua) on loopback, one per test class, driven through /_behaviour
+and read back through /_calls."""
+import concurrent.futures
+import json
+import os
+import signal
+import threading
+import time
+import unittest
+
+from harness import Service, fresh_database, psql, run_binary, start_standins
+
+ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
+# subtotal 60.00, tax 3.00, shipping 50.00
+TOTAL = "113.00"
+
+
+class SagaCase(unittest.TestCase):
+    service_env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.url = fresh_database("it_saga_" + cls.__name__.lower())
+        assert run_binary("migrate", env={"DATABASE_URL": cls.url}).returncode == 0
+        cls.standin, env = start_standins()
+        env.update(DOWNSTREAM_TIMEOUT_MS="500", OUTBOX_EVERY_MS="100",
+                   SAGA_RECOVERY_EVERY_MS="200", SAGA_GRACE_MS="1000", BREAKER_FAILURES="1000",
+                   OUTBOX_BACKOFF_BASE_MS="100", OUTBOX_BACKOFF_MAX_MS="1000")
+        env.update(cls.service_env)
+        cls.svc = Service(database_url=cls.url, workers=1, env=env).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+        cls.standin.__exit__(None, None, None)
+
+    def setUp(self):
+        self.behave({})
+        self.standin.request("DELETE", "/_calls")
+
+    def behave(self, behaviour):
+        self.assertEqual(self.standin.request("PUT", "/_behaviour", body=behaviour).status, 200)
+
+    def calls(self, step=None, order_id=None):
+        """What the stand-ins received, optionally for one step and one order only (work
+        left over from an earlier test may still arrive)."""
+        calls = self.standin.request("GET", "/_calls").json()["calls"]
+        return [c for c in calls if (step is None or c["step"] == step) and
+                (order_id is None or (c["body"].get("data") or c["body"]).get("order_id") == order_id)]
+
+    def order_row(self, order_id):
+        row = psql(self.url, "SELECT order_status, payment_status, shipping_status FROM ordersapp_order "
+                             f"WHERE order_id = {int(order_id)}")
+        return tuple(row.split("|"))
+
+    def wait_until(self, predicate, seconds=15, what="condition"):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        self.fail(f"timed out waiting for {what}")
+
+    def pending_outbox(self, order_id):
+        return int(psql(self.url, f"SELECT count(*) FROM outbox WHERE order_id = {int(order_id)} "
+                                  "AND delivered_at IS NULL"))
+
+    def create(self, headers=None):
+        return self.svc.request("POST", "/v1/orders/create/", body=ORDER, headers=headers)
+
+
+class Outcomes(SagaCase):
+    def test_success_reserves_charges_then_ships_and_notifies_through_the_outbox(self):
+        r = self.create(headers={"X-Request-Id": "req-success-1"})
+        self.assertEqual(r.status, 201, r.body)
+        order = r.json()
+        oid = order["order_id"]
+        self.assertEqual((order["order_status"], order["payment_status"]), ("CONFIRMED", "PAID"))
+        self.assertEqual(self.order_row(oid), ("CONFIRMED", "PAID", "Pending"))
+        reserve, = self.calls("reserve", oid)
+        self.assertEqual(reserve["body"], {"order_id": oid, "items": [
+            {"product_id": 3, "sku": "SKU0003", "quantity": 2, "warehouse": "WH1"}]})
+        self.assertEqual(reserve["idempotency_key"], f"order-{oid}-reserve")
+        self.assertEqual(reserve["request_id"], "req-success-1")
+        charge, = self.calls("charge", oid)
+        self.assertEqual(charge["body"], {"order_id": oid, "customer_id": 7, "amount": TOTAL, "method": "Card"})
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="outbox delivery")
+        ship, = self.calls("ship", oid)
+        self.assertEqual(ship["body"]["order_id"], oid)
+        self.assertEqual(ship["body"]["status"], "PENDING")
+        notify, = self.calls("notify", oid)
+        self.assertEqual(notify["body"]["type"], "ORDER_CREATED")
+        self.assertEqual(notify["body"]["data"]["order_total"], TOTAL)
+        self.assertEqual(self.calls("release", oid), [])
+        events = psql(self.url, f"SELECT string_agg(field || ':' || coalesce(from_status, '-') || '>' || to_status, ',' "
+                                f"ORDER BY id) FROM order_events WHERE order_id = {oid}")
+        self.assertIn("order_status:PENDING>CONFIRMED", events)
+        self.assertIn("payment_status:PENDING>PAID", events)
+
+    def test_reservation_refused_is_409_cancelled_and_nothing_charged(self):
+        self.behave({"reserve": {"status": 409}})
+        r = self.create()
+        self.assertEqual(r.status, 409, r.body)
+        oid = r.json()["order"]["order_id"]
+        self.assertEqual(self.order_row(oid)[0], "CANCELLED")
+        self.assertEqual(r.json()["order"]["order_status"], "CANCELLED")
+        self.assertEqual(self.calls("charge", oid), [])
+        time.sleep(0.3)
+        self.assertEqual(self.calls("release", oid), [])
+
+    def test_reservation_unavailable_is_503_cancelled_and_released(self):
+        self.behave({"reserve": {"status": 503}})
+        r = self.create()
+        self.assertEqual(r.status, 503, r.body)
+        oid = r.json()["order"]["order_id"]
+        self.assertEqual(self.order_row(oid)[0], "CANCELLED")
+        self.assertEqual(self.calls("charge", oid), [])
+        self.wait_until(lambda: len(self.calls("release", oid)) == 1, what="release")
+        self.assertEqual(self.calls("release", oid)[0]["idempotency_key"], f"order-{oid}-release")
+
+    def test_charge_refused_is_402_cancelled_failed_and_released(self):
+        self.behave({"charge": {"status": 402}})
+        r = self.create()
+        self.assertEqual(r.status, 402, r.body)
+        oid = r.json()["order"]["order_id"]
+        self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
+        self.assertEqual(len(self.calls("release", oid)), 1)
+        self.assertEqual(self.calls("refund", oid), [])
+
+    def test_charge_timeout_is_503_released_and_refunded(self):
+        self.behave({"charge": {"delay_ms": 1500}})
+        r = self.create()
+        self.assertEqual(r.status, 503, r.body)
+        oid = r.json()["order"]["order_id"]
+        self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
+        self.assertEqual(len(self.calls("release", oid)), 1)
+        refund, = self.calls("refund", oid)
+        self.assertEqual(refund["body"], {"order_id": oid, "amount": TOTAL})
+        self.assertEqual(refund["path"], f"/payment/{oid}/refund/")
+
+    def test_shipping_outage_neither_fails_nor_slows_create_and_is_retried(self):
+        self.behave({"ship": {"fail_rate": 1}, "notify": {"fail_rate": 1}})
+        r = self.create()
+        self.assertEqual(r.status, 201, r.body)
+        oid = r.json()["order_id"]
+        self.wait_until(lambda: len(self.calls("ship", oid)) >= 2, what="retried ship")
+        self.assertEqual(self.pending_outbox(oid), 2)
+        self.behave({})
+        # Backoff grows with each attempt; a few seconds covers the first retries.
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="delivery after recovery")
+        attempts = psql(self.url, f"SELECT min(attempts) FROM outbox WHERE order_id = {oid}")
+        self.assertGreaterEqual(int(attempts), 2)
+
+    def test_cancel_releases_refunds_and_notifies(self):
+        oid = self.create().json()["order_id"]
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="ship and notify")
+        self.standin.request("DELETE", "/_calls")
+        r = self.svc.request("POST", f"/v1/orders/{oid}/cancel/")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["status"], "Order cancelled successfully")
+        self.assertEqual(self.order_row(oid)[:2], ("CANCELLED", "REFUNDED"))
+        self.assertEqual(len(self.calls("release", oid)), 1)
+        self.assertEqual(len(self.calls("refund", oid)), 1)
+        notify, = self.calls("notify", oid)
+        self.assertEqual(notify["body"]["type"], "ORDER_CANCELLED")
+
+    def test_cancel_with_payment_down_refunds_later_from_the_outbox(self):
+        oid = self.create().json()["order_id"]
+        self.behave({"refund": {"status": 503}})
+        r = self.svc.request("POST", f"/v1/orders/{oid}/cancel/")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.order_row(oid)[:2], ("CANCELLED", "PAID"))
+        self.assertEqual(self.pending_outbox(oid), 1)
+        self.behave({})
+        self.wait_until(lambda: self.order_row(oid)[1] == "REFUNDED", seconds=20, what="refund from the outbox")
+        self.assertEqual(self.pending_outbox(oid), 0)
+
+    def test_creates_overlap_while_downstreams_are_slow(self):
+        self.behave({"reserve": {"delay_ms": 200}, "charge": {"delay_ms": 200}})
+        with concurrent.futures.ThreadPoolExecutor(50) as pool:
+            started = time.monotonic()
+            results = list(pool.map(lambda _: self.create(), range(50)))
+            elapsed = time.monotonic() - started
+        self.assertEqual([r.status for r in results], [201] * 50)
+        # One after another they would take 50 x 0.4 s = 20 s.
+        self.assertLess(elapsed, 10)
+
+
+class Replicas(SagaCase):
+    def test_two_replicas_deliver_each_outbox_row_exactly_once(self):
+        env = {k: v for k, v in self.svc.env.items() if k not in ("PORT", "HOST")}
+        with Service(database_url=self.url, workers=2, env=env) as replica:
+            with concurrent.futures.ThreadPoolExecutor(10) as pool:
+                results = list(pool.map(lambda i: (self.svc if i % 2 else replica).request(
+                    "POST", "/v1/orders/create/", body=ORDER), range(20)))
+            self.assertEqual([r.status for r in results], [201] * 20)
+            ids = [r.json()["order_id"] for r in results]
+            self.wait_until(lambda: all(self.pending_outbox(i) == 0 for i in ids), what="delivery")
+        keys = [c["idempotency_key"] for c in self.calls() if c["step"] in ("ship", "notify")]
+        self.assertEqual(len(keys), 40)
+        self.assertEqual(len(set(keys)), 40, "a row was delivered more than once")
+
+
+class Breaker(SagaCase):
+    service_env = {"BREAKER_FAILURES": "3", "BREAKER_COOLDOWN_MS": "1500"}
+
+    def test_repeated_failures_open_the_circuit_then_a_probe_closes_it(self):
+        self.behave({"reserve": {"status": 503}})
+        for _ in range(3):
+            self.assertEqual(self.create().status, 503)
+        reached = len(self.calls("reserve"))
+        r = self.create()
+        self.assertEqual(r.status, 503)
+        self.assertIn("circuit", r.json()["error"])
+        self.assertEqual(len(self.calls("reserve")), reached, "an open circuit must not call the service")
+        self.behave({})
+        time.sleep(1.6)
+        self.assertEqual(self.create().status, 201)
+        self.assertEqual(self.create().status, 201)
+
+
+class Crash(SagaCase):
+    def test_sigkill_mid_saga_then_restart_compensates_exactly_once(self):
+        self.behave({"charge": {"delay_ms": 2000}})
+        env = dict(self.svc.env)
+        env["DOWNSTREAM_TIMEOUT_MS"] = "5000"
+        victim = Service(database_url=self.url, workers=1, env={k: v for k, v in env.items()
+                                                                  if k not in ("PORT", "HOST")}).start()
+        try:
+            t = threading.Thread(target=lambda: self._quietly(victim.request, "POST", "/v1/orders/create/", ORDER))
+            t.start()
+            self.wait_until(lambda: len(self.calls("charge")) == 1, what="the charge to start")
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait()
+            t.join()
+        finally:
+            victim.__exit__(None, None, None)
+        oid = int(psql(self.url, "SELECT max(order_id) FROM ordersapp_order"))
+        self.assertEqual(self.order_row(oid)[0], "PENDING")
+        self.behave({})
+        # self.svc (running all along) runs the recovery job: after the grace period the order
+        # is cancelled and its compensations delivered.
+        self.wait_until(lambda: self.order_row(oid)[0] == "CANCELLED", seconds=20, what="recovery")
+        self.wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="compensations")
+        self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
+        keys = [c["idempotency_key"] for c in self.calls(order_id=oid) if c["step"] in ("release", "refund")]
+        self.assertEqual(sorted(keys), [f"order-{oid}-refund", f"order-{oid}-release"])
+        rows = psql(self.url, f"SELECT count(*), count(delivered_at) FROM outbox WHERE order_id = {oid}")
+        self.assertEqual(rows, "2|2")
+
+    @staticmethod
+    def _quietly(fn, *args):
+        try:
+            fn(*args)
+        except Exception:
+            pass
+
+
+if __name__ == "__main__":
+    unittest.main()

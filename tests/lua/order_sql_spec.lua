@@ -1,0 +1,44 @@
+package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
+
+local order_sql = require("lib.order_sql")
+
+local function base(extra)
+    local args = { sort = "created_at", dir = "desc", page = 1, page_size = 20 }
+    for k, v in pairs(extra or {}) do
+        args[k] = v
+    end
+    return args
+end
+
+describe("lib.order_sql", function()
+    describe("list()", function()
+        it("needs only limit and offset without filters", function()
+            local sql, params = order_sql.list(base({ page = 3 }))
+            assert.same({ 20, 40 }, params)
+            assert.truthy(sql:find("WHERE true", 1, true))
+            assert.truthy(sql:find("ORDER BY o.created_at DESC, o.order_id DESC", 1, true))
+        end)
+
+        it("numbers parameters in filter order and never inlines values", function()
+            local sql, params = order_sql.list(base({ customer_id = 5, sku = "it's", order_status =
+                "PAID", created_from = "2024-01-01T00:00:00+00:00", search = { pattern = "%x%" } }))
+            assert.same({ 5, "it's", "PAID", "2024-01-01T00:00:00+00:00", "%x%", 20, 0 }, params)
+            assert.falsy(sql:find("it's", 1, true))
+            assert.truthy(sql:find("o.customer_id = $1", 1, true))
+            assert.truthy(sql:find("i.sku ILIKE $5", 1, true))
+        end)
+
+        it("searches numbers through three indexed lookups", function()
+            local sql, params = order_sql.list(base({ search = { number = 7 } }))
+            assert.same({ 7, 20, 0 }, params)
+            assert.truthy(sql:find("SELECT $1::bigint UNION ALL", 1, true))
+        end)
+
+        it("sorts by total or id, ties broken by order_id", function()
+            local sql = order_sql.list(base({ sort = "order_total", dir = "asc" }))
+            assert.truthy(sql:find("ORDER BY o.order_total ASC, o.order_id ASC", 1, true))
+            sql = order_sql.list(base({ sort = "order_id", dir = "asc" }))
+            assert.truthy(sql:find("ORDER BY o.order_id ASC", 1, true))
+        end)
+    end)
+end)
