@@ -74,8 +74,10 @@ UPDATE ordersapp_order
 
 -- ---- Idempotency-Key bookkeeping (table idempotency_keys, migration 0004) ----
 
--- Claims (scope, key) for this request, atomically: a new row, or an expired one taken
--- over. Returns one row when claimed, none when a live row exists.
+-- Claims (scope, key) for this request, atomically: a new row, or one taken over because
+-- it expired or because its request was abandoned (in progress for over 5 minutes: far
+-- beyond every timeout, so its process died). Returns one row when claimed, none when a
+-- live row exists.
 _M.IDEM_CLAIM = [[
 INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
 VALUES ($1, $2, md5($3), 'in_progress')
@@ -84,6 +86,7 @@ ON CONFLICT (scope, key) DO UPDATE
        response_status = NULL, response_body = NULL,
        created_at = now(), expires_at = now() + interval '24 hours'
  WHERE k.expires_at < now()
+    OR (k.status = 'in_progress' AND k.created_at < now() - interval '5 minutes')
 RETURNING k.key]]
 
 _M.IDEM_READ = [[

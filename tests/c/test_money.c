@@ -8,17 +8,7 @@
 
 #include "money.h"
 
-static int passed, failed;
-
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (expr) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);              \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 #define SENTINEL INT64_C(-777)
 
@@ -313,6 +303,5 @@ int main(void)
     test_totals_errors();
     test_fits_numeric_10_2();
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -9,17 +9,7 @@
 
 #include "order_rules.h"
 
-static int passed, failed;
-
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        if (expr) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);              \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -222,6 +212,5 @@ int main(void)
     test_respects_len();
     test_shipping_for_order();
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -5,16 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static int passed, failed;
-#define CHECK(expr)                                                                                                    \
-    do {                                                                                                               \
-        if (expr)                                                                                                      \
-            passed++;                                                                                                  \
-        else {                                                                                                         \
-            failed++;                                                                                                  \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);                                   \
-        }                                                                                                              \
-    } while (0)
+#include "check.h"
 
 typedef struct probe {
     os_timer_t timer;
@@ -82,6 +73,5 @@ int main(void)
     CHECK(os_timers_next_wait(&timers, 5000) > 900);
     os_timers_dispose(&timers);
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return check_summary();
 }

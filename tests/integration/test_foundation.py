@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import Service, free_port, run_binary
+from harness import Service, free_port, quietly, run_binary
 
 
 class CommandLine(unittest.TestCase):
@@ -204,20 +204,13 @@ class Shutdown(unittest.TestCase):
 
     def test_shutdown_deadline_bounds_the_drain(self):
         with Service(workers=1, env={"SHUTDOWN_TIMEOUT_MS": "300"}) as svc:
-            t = threading.Thread(target=lambda: self._ignore(svc.request, "GET", "/test/sleep/20000"))
+            t = threading.Thread(target=lambda: quietly(svc.request, "GET", "/test/sleep/20000"))
             t.start()
             time.sleep(0.3)
             started = time.monotonic()
             self.assertEqual(svc.stop(), 0)
             self.assertLess(time.monotonic() - started, 5)
             t.join()
-
-    @staticmethod
-    def _ignore(fn, *args):
-        try:
-            fn(*args)
-        except Exception:
-            pass
 
 
 if __name__ == "__main__":

@@ -530,6 +530,17 @@ class OrdersApiTest(unittest.TestCase):
         self.assertEqual(409, r.status)
         self.assertEqual(0, self.orders_of(customer))
 
+    def test_a_key_abandoned_in_progress_is_taken_over(self):
+        customer = new_customer()
+        body = json.dumps({"customer_id": customer, "items": [item()]})
+        fingerprint = hashlib.md5(("create\n" + body).encode()).hexdigest()
+        psql(self.url, "INSERT INTO idempotency_keys (scope, key, request_hash, status, created_at)"
+                       f" VALUES ('anonymous orders.create', 'crashed', '{fingerprint}', 'in_progress',"
+                       " now() - interval '6 minutes')")
+        r = self.call("POST", "/v1/orders/", body, {"Idempotency-Key": "crashed"})
+        self.assertEqual(201, r.status, r.body)
+        self.assertEqual(1, self.orders_of(customer))
+
     def test_cancel_with_a_key_replays(self):
         oid = self.create()["order_id"]
         first = self.call("POST", f"/v1/orders/{oid}/cancel/", {"reason": "r"},

@@ -2,14 +2,12 @@
 scripts/standins/routes.lua) on loopback, one per test class, driven through /_behaviour
 and read back through /_calls."""
 import concurrent.futures
-import json
-import os
 import signal
 import threading
 import time
 import unittest
 
-from harness import Service, fresh_database, psql, run_binary, start_standins
+from harness import Service, fresh_database, psql, quietly, run_binary, start_standins
 
 ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
 # subtotal 60.00, tax 3.00, shipping 50.00
@@ -230,7 +228,7 @@ class Crash(SagaCase):
         victim = Service(database_url=self.url, workers=1, env={k: v for k, v in env.items()
                                                                   if k not in ("PORT", "HOST")}).start()
         try:
-            t = threading.Thread(target=lambda: self._quietly(victim.request, "POST", "/v1/orders/create/", ORDER))
+            t = threading.Thread(target=lambda: quietly(victim.request, "POST", "/v1/orders/create/", ORDER))
             t.start()
             self.wait_until(lambda: len(self.calls("charge")) == 1, what="the charge to start")
             victim.proc.send_signal(signal.SIGKILL)
@@ -250,13 +248,6 @@ class Crash(SagaCase):
         self.assertEqual(sorted(keys), [f"order-{oid}-refund", f"order-{oid}-release"])
         rows = psql(self.url, f"SELECT count(*), count(delivered_at) FROM outbox WHERE order_id = {oid}")
         self.assertEqual(rows, "2|2")
-
-    @staticmethod
-    def _quietly(fn, *args):
-        try:
-            fn(*args)
-        except Exception:
-            pass
 
 
 if __name__ == "__main__":
