@@ -110,6 +110,7 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
         env_int("DOWNSTREAM_TIMEOUT_MS", 2000, 1, 600000, &cfg->downstream_timeout_ms, err, errlen) != 0 ||
         env_int("DOWNSTREAM_POOL_SIZE", 64, 1, 10000, &cfg->downstream_pool_size, err, errlen) != 0 ||
         env_bool("JOBS", 1, &cfg->jobs, err, errlen) != 0 ||
+        env_int("RELOAD_POLL_MS", 1000, 0, 3600000, &cfg->reload_poll_ms, err, errlen) != 0 ||
         env_rate("TAX_RATE", "0.05", &cfg->tax_ppm, err, errlen) != 0 ||
         env_money("SHIPPING_FEE", "50.00", &cfg->shipping_cents, err, errlen) != 0)
         return -1;

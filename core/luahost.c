@@ -298,10 +298,9 @@ int os_worker_id(void)
     return worker != NULL ? worker->id : -1;
 }
 
-int os_worker_stopping(void)
+int os_task_retired(os_task_t *task)
 {
-    os_worker_t *worker = os_worker_current();
-    return worker != NULL && worker->stop_deadline_ms != 0;
+    return task->worker->stop_deadline_ms != 0 || task->vm != task->worker->vm;
 }
 
 int64_t os_monotonic_ms(void)

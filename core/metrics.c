@@ -34,6 +34,7 @@ enum { G_TASKS, G_DB_SIZE, G_DB_CONNECTED, G_DB_BUSY, G_DB_WAITING, G_COUNT };
 
 struct os_metrics {
     int worker_id;
+    atomic_uint_fast64_t reloads[2]; /* refused, succeeded */
     size_t used;
     slot_t slots[SLOTS];
     atomic_uint_fast64_t gauges[G_COUNT];
@@ -100,6 +101,11 @@ void os_metrics_observe_http(os_metrics_t *m, const char *route, const char *met
         b++;
     if (b < NBUCKETS)
         atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+}
+
+void os_metrics_count_reload(os_metrics_t *m, int ok)
+{
+    atomic_fetch_add_explicit(&m->reloads[ok != 0], 1, memory_order_relaxed);
 }
 
 void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
@@ -213,6 +219,15 @@ size_t os_metrics_render(char *buf, size_t cap)
         put(&o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[g].name, gauges[g].help, gauges[g].name,
             gauges[g].name, (unsigned long long)sum);
     }
+    uint64_t reloads[2] = {0, 0};
+    for (int w = 0; w < workers; w++)
+        for (int r = 0; r < 2; r++)
+            reloads[r] += atomic_load_explicit(&registry[w]->reloads[r], memory_order_relaxed);
+    put(&o, "# HELP orderservice_script_reloads_total Script reloads per worker, by result.\n"
+            "# TYPE orderservice_script_reloads_total counter\n"
+            "orderservice_script_reloads_total{result=\"ok\"} %llu\n"
+            "orderservice_script_reloads_total{result=\"failed\"} %llu\n",
+        (unsigned long long)reloads[1], (unsigned long long)reloads[0]);
     put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
             "orderservice_workers %d\n",
         workers);

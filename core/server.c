@@ -5,9 +5,9 @@
  * Each worker has its own listening socket on the same address (SO_REUSEPORT), so the
  * kernel spreads connections over the workers and no accept lock is needed. Sockets are
  * bound by the main thread before any worker starts, so "address in use" is reported
- * once and synchronously. The main thread then waits for SIGTERM/SIGINT; on one, every
- * worker closes its listener, finishes the requests it is running (up to the deadline)
- * and leaves its loop.
+ * once and synchronously. The main thread then waits for signals: SIGHUP reloads the
+ * scripts (see reload.c); on SIGTERM/SIGINT every worker closes its listener, finishes the
+ * requests it is running (up to the deadline) and leaves its loop.
  */
 #include "server.h"
 #include "config.h"
@@ -16,6 +16,7 @@
 #include "log.h"
 #include "luahost.h"
 #include "metrics.h"
+#include "reload.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -83,6 +84,8 @@ static void on_tick(os_timer_t *timer)
 {
     os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, tick, timer);
     publish_gauges(worker);
+    if (!atomic_load(&stopping))
+        os_reload_poll(worker);
     if (atomic_load(&stopping) && worker->stop_deadline_ms == 0) {
         worker->stop_deadline_ms = os_clock_ms() + (uint64_t)os_config.shutdown_timeout_ms;
         if (worker->listener != NULL) {
@@ -183,6 +186,7 @@ int os_server_run(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -190,8 +194,26 @@ int os_server_run(void)
         pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
     os_log(OS_LOG_INFO, "listening on %s:%d with %d workers", os_config.host, os_config.port, nworkers);
 
+    /* The main thread waits for signals and, between them, watches the scripts. */
     int sig;
-    sigwait(&set, &sig);
+    uint64_t seen = os_config.reload_poll_ms > 0 ? os_reload_fingerprint() : 0;
+    for (;;) {
+        struct timespec poll = {os_config.reload_poll_ms / 1000, (os_config.reload_poll_ms % 1000) * 1000000L};
+        sig = os_config.reload_poll_ms > 0 ? sigtimedwait(&set, NULL, &poll) : sigwaitinfo(&set, NULL);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        if (sig == SIGHUP) {
+            os_log(OS_LOG_INFO, "SIGHUP: reloading the scripts");
+            os_reload_request();
+        } else if (os_config.reload_poll_ms > 0) {
+            uint64_t now = os_reload_fingerprint();
+            if (now != seen) {
+                os_log(OS_LOG_INFO, "scripts changed on disk: reloading");
+                os_reload_request();
+            }
+            seen = now;
+        }
+    }
     atomic_store(&stopping, 1);
     os_log(OS_LOG_INFO, "received signal %d: draining in-flight requests (at most %d ms)", sig,
            os_config.shutdown_timeout_ms);

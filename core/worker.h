@@ -27,6 +27,7 @@ typedef struct os_worker {
     os_timers_t timers;
     os_timer_t tick;
     os_vm_t *vm;        /* the current VM generation; new requests start here */
+    uint64_t vm_generation; /* the reload generation vm was built for */
     os_db_pool_t *db;   /* NULL when DATABASE_URL is not set */
     os_metrics_t *metrics;
     os_http_pools_t *http;

@@ -42,7 +42,7 @@ typedef struct os_task os_task_t;
 const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
-int os_worker_stopping(void);
+int os_task_retired(os_task_t *task);
 int64_t os_monotonic_ms(void);
 
 int os_log_enabled(int level);

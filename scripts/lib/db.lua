@@ -93,13 +93,23 @@ local function param_text(v)
     return tostring(v)
 end
 
+-- A hash (FNV-1a style) of the SQL text, so that a reload which changes a statement's SQL prepares it
+-- under a new server-side name instead of running the old text prepared on a connection.
+local function sql_hash(sql)
+    local h = 2166136261
+    for i = 1, #sql do
+        h = bit.tobit(bit.bxor(h, sql:byte(i)) * 16777619)
+    end
+    return bit.tohex(h)
+end
+
 function _M.statement(name, sql)
     if type(name) ~= "string" or not find(name, "^[%w_]+$") then
         error("bad 'name' argument", 2)
     elseif type(sql) ~= "string" then
         error("bad 'sql' argument", 2)
     end
-    return { name = name, sql = sql }
+    return { name = name .. "_" .. sql_hash(sql), sql = sql }
 end
 
 -- Runs a statement (from db.statement) or a plain SQL string with $n parameters.

@@ -157,11 +157,12 @@ end
 -- off); a job that fails is logged and runs again at its next turn.
 local jobs = {}
 
+-- Runs until the worker stops or a reload retires this VM (the new VM starts its own).
 function _M.background(task_ptr)
-    async.bind(task_ptr)
+    local task = async.bind(task_ptr)
     local C = require("lib.core")
     log.info("background jobs started", { jobs = #jobs })
-    while C.os_worker_stopping() == 0 and #jobs > 0 do
+    while C.os_task_retired(task) == 0 and #jobs > 0 do
         local now = tonumber(C.os_monotonic_ms())
         local next_at = now + 1000
         for _, job in ipairs(jobs) do

@@ -99,7 +99,7 @@ class Service:
             return f.read()
 
     def __enter__(self):
-        return self.start()
+        return self if self.proc else self.start()
 
     def __exit__(self, *exc):
         died = self.proc is not None and self.proc.poll() not in (None, 0)

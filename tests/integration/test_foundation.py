@@ -124,6 +124,13 @@ class Http(unittest.TestCase):
         finally:
             conn.close()
 
+    def test_http2_cleartext_is_served(self):
+        for flag in ("--http2-prior-knowledge", "--http2"):
+            out = subprocess.run(["curl", "-s", flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                                  f"http://127.0.0.1:{self.svc.port}/health/live/"],
+                                 capture_output=True, text=True, timeout=10)
+            self.assertEqual(out.stdout, "2 200", flag)
+
     def test_body_over_1_mib_is_413_without_reading_it(self):
         with socket.create_connection(("127.0.0.1", self.svc.port), timeout=10) as s:
             s.sendall(b"POST /test/echo/a/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
