@@ -14,11 +14,11 @@ deps:
 	@tools/deps
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOS_TEST_PG_PORT=25432 >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOS_SANITIZE=ON -DOS_TEST_PG_PORT=55433 >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOS_SANITIZE=ON -DOS_TEST_PG_PORT=25433 >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build
