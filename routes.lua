@@ -10,6 +10,7 @@
 
 return {
     filters = {
+        access_log = { slow_ms = 1000 },
         request_id = { trust_incoming = true },
     },
 

@@ -1,6 +1,7 @@
 """The host: configuration, routing, the Lua request API, errors, the non-blocking
 scheduler, request-size limits, keep-alive, metrics and graceful shutdown."""
 import concurrent.futures
+import json
 import os
 import shutil
 import socket
@@ -103,6 +104,16 @@ class Http(unittest.TestCase):
             self.assertNotIn("deliberate", r.body.decode())
         self.assertEqual(self.svc.request("GET", "/health/live").status, 200)
         self.assertIn("deliberate failure for the test", self.svc.logs())
+
+    def test_every_request_is_logged_with_its_request_id(self):
+        self.svc.request("GET", "/no/such/page", headers={"X-Request-Id": "trace-me-42"})
+        deadline = time.time() + 5
+        while "trace-me-42" not in self.svc.logs() and time.time() < deadline:
+            time.sleep(0.02)
+        line = next(json.loads(l) for l in self.svc.logs().splitlines() if "trace-me-42" in l)
+        self.assertEqual((line["msg"], line["method"], line["path"], line["status"], line["level"]),
+                         ("request", "GET", "/no/such/page", 404, "info"))
+        self.assertIsInstance(line["ms"], int)
 
     def test_request_id_is_taken_from_the_caller_when_well_formed(self):
         r = self.svc.request("GET", "/health/live", headers={"X-Request-Id": "abc-123"})
