@@ -8,7 +8,6 @@
 
 #include <h2o.h>
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "timer.h"
 

@@ -82,6 +82,13 @@ local function inventory_body(order)
     return { order_id = order.order_id, items = items }
 end
 
+local function notify(type, step, order, rid, lease)
+    return outbox.add("notify", order.order_id, "notification", "",
+                      { type = type, data = { order_id = order.order_id, order_total = order.order_total,
+                                              customer_id = order.customer_id } },
+                      key(order.order_id, "notify-" .. step), rid, lease)
+end
+
 -- The outbox rows each kind of work needs; `lease` keeps the job off rows the caller
 -- delivers itself.
 local WORK = {
@@ -100,18 +107,8 @@ local WORK = {
                             tracking_no = ("TRK%010d"):format(order.order_id), status = "PENDING" },
                           key(order.order_id, "ship"), rid, lease)
     end,
-    notify_created = function(order, rid, lease)
-        return outbox.add("notify", order.order_id, "notification", "",
-                          { type = "ORDER_CREATED", data = { order_id = order.order_id, order_total = order.order_total,
-                                                             customer_id = order.customer_id } },
-                          key(order.order_id, "notify-created"), rid, lease)
-    end,
-    notify_cancelled = function(order, rid, lease)
-        return outbox.add("notify", order.order_id, "notification", "",
-                          { type = "ORDER_CANCELLED", data = { order_id = order.order_id, order_total = order.order_total,
-                                                               customer_id = order.customer_id } },
-                          key(order.order_id, "notify-cancelled"), rid, lease)
-    end,
+    notify_created = function(order, rid, lease) return notify("ORDER_CREATED", "created", order, rid, lease) end,
+    notify_cancelled = function(order, rid, lease) return notify("ORDER_CANCELLED", "cancelled", order, rid, lease) end,
 }
 
 -- One transaction ends the saga: statuses (+events), outbox rows, saga row. If the saga was

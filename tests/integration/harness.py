@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = os.environ["ORDERSERVICE_BIN"]
@@ -44,6 +45,41 @@ class Response:
 
     def json(self):
         return json.loads(self.body)
+
+
+def wait_until(predicate, seconds=15, what="condition"):
+    """Polls predicate until it returns something true, and returns that; raises
+    AssertionError naming `what` after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+class Load:
+    """`threads` threads calling fn() in a loop until the with-block ends; .results holds
+    what the calls returned."""
+
+    def __init__(self, fn, threads=4):
+        self.fn, self.results, self._stop = fn, [], threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.results.append(self.fn())
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
 
 
 def quietly(fn, *args):

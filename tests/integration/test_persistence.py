@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import SOURCE_DIR, Service, free_port, fresh_database, psql, run_binary
+from harness import SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, wait_until
 
 PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
 
@@ -134,41 +134,29 @@ class Outage(unittest.TestCase):
         args = [PGCLUSTER, action, self.pgdata] + ([str(self.pgport)] if action == "start" else [])
         return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
-    def wait_for(self, svc, status, seconds=20):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
+    @staticmethod
+    def wait_for(svc, status):
+        def health():
             r = svc.request("GET", "/health/")
-            if r.status == status:
-                return r
-            time.sleep(0.1)
-        self.fail(f"/health/ never answered {status}")
+            return r if r.status == status else None
+        return wait_until(health, seconds=20, what=f"/health/ to answer {status}")
 
     def test_database_restart_during_traffic(self):
         url = self.pg("start")
         self.assertEqual(run_binary("migrate", env={"DATABASE_URL": url}).returncode, 0)
         with Service(database_url=url, workers=2, env={"DB_POOL_SIZE": "3"}) as svc:
             self.wait_for(svc, 200)
-            statuses, stop = [], threading.Event()
-
-            def traffic():
-                while not stop.is_set():
-                    statuses.append(svc.request("GET", "/test/query").status)
-
-            workers = [threading.Thread(target=traffic) for _ in range(4)]
-            for w in workers:
-                w.start()
-            time.sleep(0.5)
-            self.pg("stop")
-            down = self.wait_for(svc, 503)
-            self.assertEqual(down.json()["status"], "unhealthy")
-            outage_statuses = concurrent_gets(svc.port, "/test/query", 20)
-            self.assertEqual(set(outage_statuses), {503})
-            self.pg("start")
-            self.wait_for(svc, 200)
-            time.sleep(0.5)
-            stop.set()
-            for w in workers:
-                w.join()
+            with Load(lambda: svc.request("GET", "/test/query").status) as load:
+                time.sleep(0.5)
+                self.pg("stop")
+                down = self.wait_for(svc, 503)
+                self.assertEqual(down.json()["status"], "unhealthy")
+                outage_statuses = concurrent_gets(svc.port, "/test/query", 20)
+                self.assertEqual(set(outage_statuses), {503})
+                self.pg("start")
+                self.wait_for(svc, 200)
+                time.sleep(0.5)
+            statuses = load.results
             self.assertIsNone(svc.proc.poll(), "the service must survive the outage")
             self.assertTrue(set(statuses) <= {200, 503}, set(statuses))
             self.assertIn(503, statuses)

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from harness import SOURCE_DIR, Service
+from harness import SOURCE_DIR, Load, Service, wait_until
 
 ROUTES = """
 local decl = dofile(os.getenv("SOURCE_DIR") .. "/routes.lua")
@@ -56,13 +56,8 @@ class Reload(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         return r.json()["version"]
 
-    def wait_for_version(self, svc, n, seconds=10):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            if self.version(svc) == n:
-                return
-            time.sleep(0.05)
-        self.fail(f"version {n} never served:\n{svc.logs()}")
+    def wait_for_version(self, svc, n):
+        wait_until(lambda: self.version(svc) == n, seconds=10, what=f"version {n} to be served")
 
     def service(self, **env):
         """Started and answering on the first scripts (the port accepts before the workers
@@ -70,35 +65,23 @@ class Reload(unittest.TestCase):
         env = dict({"SCRIPTS_DIR": self.scripts, "RELOAD_POLL_MS": "100", "JOBS": "0"}, **env)
         svc = Service(workers=2, routes=self.routes, env=env)
         svc.start()
-        deadline = time.time() + 10
-        while svc.logs().count('"routes loaded"') < 2 and time.time() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: svc.logs().count('"routes loaded"') == 2, what="both workers to load")
         self.assertEqual(self.version(svc), 1)
         return svc
 
     def test_edited_script_is_served_without_failing_a_request(self):
         with self.service() as svc:
-            statuses, stop = [], threading.Event()
-
-            def load():
-                while not stop.is_set():
-                    statuses.append(svc.request("GET", "/test/version").status)
-
-            threads = [threading.Thread(target=load) for _ in range(4)]
-            for t in threads:
-                t.start()
-            # A request in flight on the old scripts finishes on them.
-            slow = {}
-            t_slow = threading.Thread(target=lambda: slow.setdefault("r", svc.request("GET", "/test/sleep/800")))
-            t_slow.start()
-            time.sleep(0.1)
-            self.write_version(2)
-            self.wait_for_version(svc, 2)
-            t_slow.join()
-            time.sleep(0.3)
-            stop.set()
-            for t in threads:
-                t.join()
+            with Load(lambda: svc.request("GET", "/test/version").status) as load:
+                # A request in flight on the old scripts finishes on them.
+                slow = {}
+                t_slow = threading.Thread(target=lambda: slow.setdefault("r", svc.request("GET", "/test/sleep/800")))
+                t_slow.start()
+                time.sleep(0.1)
+                self.write_version(2)
+                self.wait_for_version(svc, 2)
+                t_slow.join()
+                time.sleep(0.3)
+            statuses = load.results
             self.assertEqual(slow["r"].status, 200)
             self.assertEqual(slow["r"].json(), {"version": 1})
             self.assertGreater(len(statuses), 10)
@@ -110,10 +93,7 @@ class Reload(unittest.TestCase):
     def test_a_broken_script_never_replaces_a_working_one(self):
         with self.service() as svc:
             self.write_version(2, text="this is not lua (")
-            deadline = time.time() + 10
-            while "script reload failed" not in svc.logs() and time.time() < deadline:
-                time.sleep(0.05)
-            self.assertIn("script reload failed", svc.logs())
+            wait_until(lambda: "script reload failed" in svc.logs(), what="the refused reload")
             self.assertEqual(self.version(svc), 1)
             self.write_version(3)
             self.wait_for_version(svc, 3)

@@ -7,7 +7,7 @@ import threading
 import time
 import unittest
 
-from harness import Service, fresh_database, psql, quietly, run_binary, start_standins
+from harness import Service, fresh_database, psql, quietly, run_binary, start_standins, wait_until
 
 ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
 # subtotal 60.00, tax 3.00, shipping 50.00
@@ -52,14 +52,6 @@ class SagaCase(unittest.TestCase):
                              f"WHERE order_id = {int(order_id)}")
         return tuple(row.split("|"))
 
-    def wait_until(self, predicate, seconds=15, what="condition"):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        self.fail(f"timed out waiting for {what}")
-
     def pending_outbox(self, order_id):
         return int(psql(self.url, f"SELECT count(*) FROM outbox WHERE order_id = {int(order_id)} "
                                   "AND delivered_at IS NULL"))
@@ -83,7 +75,7 @@ class Outcomes(SagaCase):
         self.assertEqual(reserve["request_id"], "req-success-1")
         charge, = self.calls("charge", oid)
         self.assertEqual(charge["body"], {"order_id": oid, "customer_id": 7, "amount": TOTAL, "method": "Card"})
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="outbox delivery")
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="outbox delivery")
         ship, = self.calls("ship", oid)
         self.assertEqual(ship["body"]["order_id"], oid)
         self.assertEqual(ship["body"]["status"], "PENDING")
@@ -114,7 +106,7 @@ class Outcomes(SagaCase):
         oid = r.json()["order"]["order_id"]
         self.assertEqual(self.order_row(oid)[0], "CANCELLED")
         self.assertEqual(self.calls("charge", oid), [])
-        self.wait_until(lambda: len(self.calls("release", oid)) == 1, what="release")
+        wait_until(lambda: len(self.calls("release", oid)) == 1, what="release")
         self.assertEqual(self.calls("release", oid)[0]["idempotency_key"], f"order-{oid}-release")
 
     def test_charge_refused_is_402_cancelled_failed_and_released(self):
@@ -123,7 +115,7 @@ class Outcomes(SagaCase):
         self.assertEqual(r.status, 402, r.body)
         oid = r.json()["order"]["order_id"]
         self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
         self.assertEqual(len(self.calls("release", oid)), 1)
         self.assertEqual(self.calls("refund", oid), [])
 
@@ -133,7 +125,7 @@ class Outcomes(SagaCase):
         self.assertEqual(r.status, 503, r.body)
         oid = r.json()["order"]["order_id"]
         self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
         self.assertEqual(len(self.calls("release", oid)), 1)
         refund, = self.calls("refund", oid)
         self.assertEqual(refund["body"], {"order_id": oid, "amount": TOTAL})
@@ -144,17 +136,17 @@ class Outcomes(SagaCase):
         r = self.create()
         self.assertEqual(r.status, 201, r.body)
         oid = r.json()["order_id"]
-        self.wait_until(lambda: len(self.calls("ship", oid)) >= 2, what="retried ship")
+        wait_until(lambda: len(self.calls("ship", oid)) >= 2, what="retried ship")
         self.assertEqual(self.pending_outbox(oid), 2)
         self.behave({})
         # Backoff grows with each attempt; a few seconds covers the first retries.
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="delivery after recovery")
+        wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="delivery after recovery")
         attempts = psql(self.url, f"SELECT min(attempts) FROM outbox WHERE order_id = {oid}")
         self.assertGreaterEqual(int(attempts), 2)
 
     def test_cancel_releases_refunds_and_notifies(self):
         oid = self.create().json()["order_id"]
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, what="ship and notify")
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="ship and notify")
         self.standin.request("DELETE", "/_calls")
         r = self.svc.request("POST", f"/v1/orders/{oid}/cancel/")
         self.assertEqual(r.status, 200, r.body)
@@ -173,7 +165,7 @@ class Outcomes(SagaCase):
         self.assertEqual(self.order_row(oid)[:2], ("CANCELLED", "PAID"))
         self.assertEqual(self.pending_outbox(oid), 1)
         self.behave({})
-        self.wait_until(lambda: self.order_row(oid)[1] == "REFUNDED", seconds=20, what="refund from the outbox")
+        wait_until(lambda: self.order_row(oid)[1] == "REFUNDED", seconds=20, what="refund from the outbox")
         self.assertEqual(self.pending_outbox(oid), 0)
 
     def test_creates_overlap_while_downstreams_are_slow(self):
@@ -196,7 +188,7 @@ class Replicas(SagaCase):
                     "POST", "/v1/orders/create/", body=ORDER), range(20)))
             self.assertEqual([r.status for r in results], [201] * 20)
             ids = [r.json()["order_id"] for r in results]
-            self.wait_until(lambda: all(self.pending_outbox(i) == 0 for i in ids), what="delivery")
+            wait_until(lambda: all(self.pending_outbox(i) == 0 for i in ids), what="delivery")
         keys = [c["idempotency_key"] for c in self.calls() if c["step"] in ("ship", "notify")]
         self.assertEqual(len(keys), 40)
         self.assertEqual(len(set(keys)), 40, "a row was delivered more than once")
@@ -230,7 +222,7 @@ class Crash(SagaCase):
         try:
             t = threading.Thread(target=lambda: quietly(victim.request, "POST", "/v1/orders/create/", ORDER))
             t.start()
-            self.wait_until(lambda: len(self.calls("charge")) == 1, what="the charge to start")
+            wait_until(lambda: len(self.calls("charge")) == 1, what="the charge to start")
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait()
             t.join()
@@ -241,8 +233,8 @@ class Crash(SagaCase):
         self.behave({})
         # self.svc (running all along) runs the recovery job: after the grace period the order
         # is cancelled and its compensations delivered.
-        self.wait_until(lambda: self.order_row(oid)[0] == "CANCELLED", seconds=20, what="recovery")
-        self.wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="compensations")
+        wait_until(lambda: self.order_row(oid)[0] == "CANCELLED", seconds=20, what="recovery")
+        wait_until(lambda: self.pending_outbox(oid) == 0, seconds=20, what="compensations")
         self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
         keys = [c["idempotency_key"] for c in self.calls(order_id=oid) if c["step"] in ("release", "refund")]
         self.assertEqual(sorted(keys), [f"order-{oid}-refund", f"order-{oid}-release"])
