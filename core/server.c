@@ -12,6 +12,7 @@
 #include "server.h"
 #include "config.h"
 #include "db.h"
+#include "framing.h"
 #include "http_client.h"
 #include "log.h"
 #include "luahost.h"
@@ -156,7 +157,10 @@ static void configure_h2o(void)
     /* h2o answers 413 and closes as soon as Content-Length (or the chunks read so far) pass this. */
     globalconf.max_request_entity_size = MAX_REQUEST_BODY;
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    os_luahost_register(h2o_config_register_path(host, "/", 0));
+    h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
+    /* Handlers run in registration order; the framing check passes (-1) on sound requests. */
+    os_framing_register(root);
+    os_luahost_register(root);
 }
 
 int os_server_run(void)

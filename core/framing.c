@@ -1,0 +1,155 @@
+/*
+ * framing.c - owns the HTTP/1 message-framing checks of RFC 9112 §6.3 that h2o 2.2.5 leaves
+ * open, as an h2o handler registered ahead of the Lua host.
+ *
+ * What h2o 2.2.5 does itself (lib/http1.c, init_headers / create_entity_reader): it takes
+ * Content-Length and Transfer-Encoding out of req->headers; Transfer-Encoding wins over any
+ * Content-Length, the FIRST Content-Length wins over later ones, and the connection stays
+ * persistent. So "Content-Length + Transfer-Encoding: chunked" or two different
+ * Content-Lengths frame the body differently here than in a proxy in front of us, and the
+ * bytes left over are parsed as a second request (request smuggling). h2o does refuse, with
+ * its own 400 text/plain and a closed connection, a first Content-Length that is not plain
+ * digits (sign, empty, 19+ digits) and a Transfer-Encoding other than "chunked" (any case).
+ *
+ * This handler re-reads the request head, still intact at the start of the connection's
+ * input buffer when a request is dispatched (h2o consumes it only after the response), and
+ * refuses with a 400 JSON error and `Connection: close` (req->http1_is_persistent = 0, so h2o
+ * closes after sending and never parses what follows):
+ *   - Transfer-Encoding together with Content-Length;
+ *   - Content-Length more than once, even with identical values (RFC 9112 §6.3 allows
+ *     recovering from an identical list; we choose to refuse: no client of ours sends it);
+ *   - a Content-Length that is not 1-18 digits (as h2o would read it);
+ *   - Transfer-Encoding more than once, or other than "chunked", or in an HTTP/1.0 request;
+ *   - an obsolete folded header line (RFC 9112 §5.2 allows refusing it).
+ * HTTP/2 frames its own messages and is not looked at.
+ */
+#include "framing.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define CL_MAX_DIGITS 18 /* h2o_strtosize refuses 19 digits and more */
+
+typedef struct framing_scan {
+    int content_lengths, transfer_encodings, folded;
+    int bad_content_length, bad_transfer_encoding;
+} framing_scan_t;
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int name_is(const char *name, size_t len, const char *want)
+{
+    return len == strlen(want) && strncasecmp(name, want, len) == 0;
+}
+
+static void scan_header(framing_scan_t *scan, const char *line, size_t len)
+{
+    const char *colon = memchr(line, ':', len);
+    if (colon == NULL)
+        return; /* h2o's parser refused such a head already */
+    size_t name_len = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && is_ows(*v))
+        v++;
+    while (end > v && is_ows(end[-1]))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    if (name_is(line, name_len, "content-length")) {
+        scan->content_lengths++;
+        int digits_only = vlen > 0 && vlen <= CL_MAX_DIGITS;
+        for (size_t i = 0; i < vlen && digits_only; i++)
+            digits_only = v[i] >= '0' && v[i] <= '9';
+        if (!digits_only)
+            scan->bad_content_length = 1;
+    } else if (name_is(line, name_len, "transfer-encoding")) {
+        scan->transfer_encodings++;
+        if (!name_is(v, vlen, "chunked"))
+            scan->bad_transfer_encoding = 1;
+    }
+}
+
+/* Walks the header lines of the head at buf (CRLF or bare LF, as h2o's parser accepts). */
+static void scan_head(framing_scan_t *scan, const char *buf, size_t size)
+{
+    size_t i = 0;
+    while (i < size && (buf[i] == '\r' || buf[i] == '\n')) /* empty lines before the request line */
+        i++;
+    int request_line = 1;
+    while (i < size) {
+        const char *nl = memchr(buf + i, '\n', size - i);
+        if (nl == NULL)
+            return;
+        size_t len = (size_t)(nl - (buf + i));
+        if (len > 0 && buf[i + len - 1] == '\r')
+            len--;
+        if (len == 0)
+            return; /* end of the head */
+        if (!request_line) {
+            if (is_ows(buf[i]))
+                scan->folded = 1;
+            else
+                scan_header(scan, buf + i, len);
+        }
+        request_line = 0;
+        i = (size_t)(nl - buf) + 1;
+    }
+}
+
+static const char *framing_fault(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return NULL;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return NULL;
+    framing_scan_t scan = {0};
+    scan_head(&scan, sock->input->bytes, sock->input->size);
+    if (scan.folded)
+        return "obsolete line folding is not accepted";
+    if (scan.transfer_encodings > 0 && scan.content_lengths > 0)
+        return "both Transfer-Encoding and Content-Length";
+    if (scan.content_lengths > 1)
+        return "more than one Content-Length";
+    if (scan.bad_content_length)
+        return "malformed Content-Length";
+    if (scan.transfer_encodings > 1 || scan.bad_transfer_encoding)
+        return "Transfer-Encoding must be exactly chunked";
+    if (scan.transfer_encodings > 0 && req->version < 0x101)
+        return "Transfer-Encoding in an HTTP/1.0 request";
+    return NULL;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    const char *fault = framing_fault(req);
+    if (fault == NULL)
+        return -1; /* framed soundly: the next handler (the Lua host) answers */
+
+    os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
+    os_log(OS_LOG_WARN, "refused a request with ambiguous framing: %s", fault);
+    if (worker->metrics != NULL)
+        os_metrics_observe_http(worker->metrics, "unmatched", req->method.base, req->method.len, 400, 0);
+    h2o_iovec_t body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\": \"bad request framing\", \"reason\": \"")),
+                                  h2o_iovec_init(fault, strlen(fault)), h2o_iovec_init(H2O_STRLIT("\"}")));
+    /* The bytes after this head cannot be trusted to start a request: close after answering. */
+    req->http1_is_persistent = 0;
+    req->res.status = 400;
+    req->res.reason = "Bad Request";
+    req->res.content_length = body.len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, body.base, body.len);
+    return 0;
+}
+
+void os_framing_register(h2o_pathconf_t *pathconf)
+{
+    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
+    handler->on_req = on_req;
+}
