@@ -89,7 +89,9 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
 int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
 
-/* ---- metrics: Prometheus text of every worker's counters, summed ---- */
+/* ---- metrics: Prometheus text of every worker's counters, summed ----
+ * Returns the length the whole text needs; buf holds all of it (NUL-terminated) only when
+ * that is below cap, otherwise a NUL-terminated prefix: render again with a bigger buffer. */
 size_t os_metrics_render(char *buf, size_t cap);
 
 /* FFI-CDEF-END */

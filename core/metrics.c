@@ -3,7 +3,9 @@
  * on whichever worker serves /metrics, reads every worker's slots with atomic loads and sums
  * them. Slots are claimed once and never move (a fixed table, no realloc), which is what
  * makes the lock-free read safe. When the table is full, new label sets fold into one
- * "overflow" route rather than growing memory without bound.
+ * "overflow" route rather than growing memory without bound. A method outside the standard
+ * set is counted as "other", so odd methods a client makes up never claim slots, and every
+ * label value is escaped at render, so no request can make a scrape invalid.
  */
 #include "metrics.h"
 #include "ffi.h"
@@ -64,12 +66,22 @@ void os_metrics_destroy_all(void)
     }
 }
 
-static slot_t *find_slot(os_metrics_t *m, const char *route, const char *method, size_t method_len, int status)
+/* The method as a label value: one of the standard methods, or "other" (bounded cardinality). */
+static const char *method_label(const char *method, size_t len)
 {
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (len == strlen(known[i]) && memcmp(method, known[i], len) == 0)
+            return known[i];
+    return "other";
+}
+
+static slot_t *find_slot(os_metrics_t *m, const char *route, const char *method_in, size_t method_len, int status)
+{
+    const char *method = method_label(method_in, method_len);
     for (size_t i = 0; i < m->used; i++) {
         slot_t *s = &m->slots[i];
-        if (s->status == status && strncmp(s->method, method, method_len) == 0 && s->method[method_len] == '\0' &&
-            strcmp(s->route, route) == 0)
+        if (s->status == status && strcmp(s->method, method) == 0 && strcmp(s->route, route) == 0)
             return s;
     }
     slot_t *s;
@@ -84,7 +96,7 @@ static slot_t *find_slot(os_metrics_t *m, const char *route, const char *method,
     }
     s = &m->slots[m->used++];
     snprintf(s->route, sizeof(s->route), "%s", route);
-    snprintf(s->method, sizeof(s->method), "%.*s", (int)(method_len < sizeof(s->method) ? method_len : 0), method);
+    snprintf(s->method, sizeof(s->method), "%s", method);
     s->status = status;
     atomic_store_explicit(&s->ready, 1, memory_order_release);
     return s;
@@ -133,6 +145,26 @@ static void put(out_t *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
+/* A label value per the text format: backslash, double quote and newline escaped. */
+typedef struct label {
+    char text[2 * sizeof(((slot_t *)0)->route) + 1];
+} label_t;
+
+static const char *escape_label(label_t *l, const char *value)
+{
+    size_t o = 0;
+    for (const char *p = value; *p != '\0' && o + 2 < sizeof(l->text); p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') {
+            l->text[o++] = '\\';
+            l->text[o++] = *p == '\n' ? 'n' : *p;
+        } else {
+            l->text[o++] = *p;
+        }
+    }
+    l->text[o] = '\0';
+    return l->text;
+}
+
 typedef struct agg {
     const slot_t *key;
     uint64_t count, sum_us, buckets[NBUCKETS];
@@ -178,27 +210,28 @@ size_t os_metrics_render(char *buf, size_t cap)
 
     put(&o, "# HELP orderservice_http_requests_total HTTP requests answered, by route pattern, method and status.\n"
             "# TYPE orderservice_http_requests_total counter\n");
+    label_t route, method;
     size_t n = aggregate(aggs, max, 1);
     for (size_t i = 0; i < n; i++)
-        put(&o, "orderservice_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n", aggs[i].key->route,
-            aggs[i].key->method, aggs[i].key->status, (unsigned long long)aggs[i].count);
+        put(&o, "orderservice_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+            escape_label(&route, aggs[i].key->route), escape_label(&method, aggs[i].key->method), aggs[i].key->status,
+            (unsigned long long)aggs[i].count);
 
     put(&o, "# HELP orderservice_http_request_duration_seconds Time from request to response, by route pattern and method.\n"
             "# TYPE orderservice_http_request_duration_seconds histogram\n");
     n = aggregate(aggs, max, 0);
     for (size_t i = 0; i < n; i++) {
         uint64_t cumulative = 0;
+        const char *r = escape_label(&route, aggs[i].key->route), *m = escape_label(&method, aggs[i].key->method);
         for (size_t b = 0; b < NBUCKETS; b++) {
             cumulative += aggs[i].buckets[b];
             put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
-                aggs[i].key->route, aggs[i].key->method, bucket_bounds[b], (unsigned long long)cumulative);
+                r, m, bucket_bounds[b], (unsigned long long)cumulative);
         }
         put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
-            aggs[i].key->route, aggs[i].key->method, (unsigned long long)aggs[i].count);
-        put(&o, "orderservice_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n", aggs[i].key->route,
-            aggs[i].key->method, (double)aggs[i].sum_us / 1e6);
-        put(&o, "orderservice_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n", aggs[i].key->route,
-            aggs[i].key->method, (unsigned long long)aggs[i].count);
+            r, m, (unsigned long long)aggs[i].count);
+        put(&o, "orderservice_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n", r, m, (double)aggs[i].sum_us / 1e6);
+        put(&o, "orderservice_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n", r, m, (unsigned long long)aggs[i].count);
     }
     free(aggs);
 
