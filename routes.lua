@@ -8,6 +8,8 @@
 -- function details. `filters` at the top apply to every route; a route's own filters
 -- add to them or, with false, switch one off. Filters live in scripts/filters/.
 
+local config = require("lib.config")
+
 return {
     filters = {
         access_log = { slow_ms = 1000 },
@@ -16,9 +18,8 @@ return {
 
     -- Background work, run on worker 0 of every replica (JOBS=0 turns it off there).
     jobs = {
-        outbox = { handler = "jobs.deliver_outbox", every_ms = tonumber(os.getenv("OUTBOX_EVERY_MS")) or 250 },
-        saga_recovery = { handler = "jobs.recover_sagas",
-                          every_ms = tonumber(os.getenv("SAGA_RECOVERY_EVERY_MS")) or 5000 },
+        outbox = { handler = "jobs.deliver_outbox", every_ms = config.OUTBOX_EVERY_MS },
+        saga_recovery = { handler = "jobs.recover_sagas", every_ms = config.SAGA_RECOVERY_EVERY_MS },
     },
 
     routes = {

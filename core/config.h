@@ -1,11 +1,14 @@
 /*
- * config.h - the service's settings, read once from the environment at start.
+ * config.h - the service's settings, read once from the environment at start; the scripts
+ * see them as require("lib.config"). README's "Configuration" table lists them all.
  */
 #ifndef OS_CONFIG_H
 #define OS_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <lua.h>
 
 typedef struct os_config {
     char host[256];
@@ -28,10 +31,28 @@ typedef struct os_config {
     int reload_poll_ms; /* watch the scripts for changes this often; 0: only on SIGHUP */
     int64_t tax_ppm;        /* TAX_RATE as parts per million */
     int64_t shipping_cents; /* SHIPPING_FEE in cents */
+    /* Read only by the scripts (through lib.config); validated here all the same. */
+    char inventory_service_url[1024]; /* empty: not configured */
+    char payment_service_url[1024];
+    char shipping_service_url[1024];
+    char notification_service_url[1024];
+    int breaker_failures;
+    int breaker_cooldown_ms;
+    int outbox_every_ms;
+    int outbox_backoff_base_ms;
+    int outbox_backoff_max_ms;
+    int saga_recovery_every_ms;
+    int saga_grace_ms;
+    int standin_latency_ms;
+    double standin_failure_rate;
+    int luajit_off;
 } os_config_t;
 
 /** Fills cfg from the environment; on a bad value writes a message to err and returns -1. */
 int os_config_load(os_config_t *cfg, char *err, size_t errlen);
+
+/** Pushes a new table of every setting the scripts may read, keyed by variable name. */
+void os_config_push_lua(lua_State *L, const os_config_t *cfg);
 
 /** The configuration of the running process (set once by main before workers start). */
 extern os_config_t os_config;

@@ -88,6 +88,8 @@ os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen)
     lua_setfield(L, -2, "tax_ppm");
     lua_pushinteger(L, (lua_Integer)os_config.shipping_cents);
     lua_setfield(L, -2, "shipping_cents");
+    os_config_push_lua(L, &os_config); /* every setting, for lib.config */
+    lua_setfield(L, -2, "settings");
     if (lua_pcall(L, 1, 1, -4) != 0)
         goto Fail;
     if (!lua_isfunction(L, -1)) {

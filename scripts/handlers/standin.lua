@@ -8,12 +8,13 @@
 -- this process only: a stand-in, not a service.
 
 local async = require("lib.async")
+local config = require("lib.config")
 local response = require("lib.response")
 
 local _M = {}
 
-local DEFAULT_LATENCY = tonumber(os.getenv("STANDIN_LATENCY_MS") or "") or 0
-local DEFAULT_FAIL_RATE = tonumber(os.getenv("STANDIN_FAILURE_RATE") or "") or 0
+local DEFAULT_LATENCY = config.STANDIN_LATENCY_MS
+local DEFAULT_FAIL_RATE = config.STANDIN_FAILURE_RATE
 
 local calls = {}
 local answers = {} -- step .. key -> first response

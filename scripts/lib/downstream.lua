@@ -14,25 +14,23 @@ local http = require("lib.http")
 local log = require("lib.log")
 local C = require("lib.core")
 
+local config = require("lib.config")
+
 local _M = {}
 
-local function env_number(name, default)
-    local v = tonumber(os.getenv(name) or "")
-    return v or default
-end
+local BREAKER_FAILURES = config.BREAKER_FAILURES
+local BREAKER_COOLDOWN_MS = config.BREAKER_COOLDOWN_MS
 
-local BREAKER_FAILURES = env_number("BREAKER_FAILURES", 5)
-local BREAKER_COOLDOWN_MS = env_number("BREAKER_COOLDOWN_MS", 5000)
-
+-- An unset URL is "" in lib.config: nil here, so the call reports the service unconfigured.
 local function trim(url)
-    return url and (url:gsub("/+$", "")) or nil
+    return url ~= "" and (url:gsub("/+$", "")) or nil
 end
 
 _M.services = {
-    inventory = trim(os.getenv("INVENTORY_SERVICE_URL")),
-    payment = trim(os.getenv("PAYMENT_SERVICE_URL")),
-    shipping = trim(os.getenv("SHIPPING_SERVICE_URL")),
-    notification = os.getenv("NOTIFICATION_SERVICE_URL"), -- the full endpoint
+    inventory = trim(config.INVENTORY_SERVICE_URL),
+    payment = trim(config.PAYMENT_SERVICE_URL),
+    shipping = trim(config.SHIPPING_SERVICE_URL),
+    notification = config.NOTIFICATION_SERVICE_URL ~= "" and config.NOTIFICATION_SERVICE_URL or nil, -- the full endpoint
 }
 
 local breakers = {} -- service -> { failures, open_until, probing }

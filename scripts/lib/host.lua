@@ -194,7 +194,10 @@ local function build_jobs(decl)
 end
 
 function _M.init(config)
-    if os.getenv("LUAJIT_OFF") then jit.off() end
+    -- First, so that routes.lua and every module it pulls in can read the settings.
+    local settings = require("lib.config")
+    settings._install(config.settings)
+    if settings.LUAJIT_OFF then jit.off() end
     config_of_host = config
     math.randomseed(os.time() + config.worker_id * 7919)
     local chunk, err = loadfile(config.routes_file)

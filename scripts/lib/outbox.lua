@@ -9,6 +9,7 @@
 -- crash between the call and the mark, a lease outlived) is harmless downstream.
 
 local cjson = require("cjson.safe")
+local config = require("lib.config")
 local db = require("lib.db")
 local downstream = require("lib.downstream")
 local log = require("lib.log")
@@ -18,8 +19,8 @@ local _M = {}
 local LEASE_SECONDS = 120
 local BATCH = 10
 -- Retry n waits about BASE * 2^n (jittered to 50-100 %), at most MAX.
-local BACKOFF_BASE_MS = tonumber(os.getenv("OUTBOX_BACKOFF_BASE_MS") or "") or 1000
-local BACKOFF_MAX_MS = tonumber(os.getenv("OUTBOX_BACKOFF_MAX_MS") or "") or 300000
+local BACKOFF_BASE_MS = config.OUTBOX_BACKOFF_BASE_MS
+local BACKOFF_MAX_MS = config.OUTBOX_BACKOFF_MAX_MS
 
 local INSERT = db.statement("outbox_insert", [[
   INSERT INTO outbox (kind, order_id, payload, next_attempt_at)

@@ -16,6 +16,7 @@
 -- delivered right away by the request and, for any that fail, by the outbox job later.
 
 local cjson = require("cjson.safe")
+local config = require("lib.config")
 local db = require("lib.db")
 local downstream = require("lib.downstream")
 local log = require("lib.log")
@@ -23,7 +24,7 @@ local outbox = require("lib.outbox")
 
 local _M = {}
 
-local GRACE_SECONDS = (tonumber(os.getenv("SAGA_GRACE_MS") or "") or 30000) / 1000
+local GRACE_SECONDS = config.SAGA_GRACE_MS / 1000
 local INLINE_LEASE_SECONDS = 60
 
 local SET_STEP = db.statement("saga_step", [[
