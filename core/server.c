@@ -5,7 +5,7 @@
  * Each worker has its own listening socket on the same address (SO_REUSEPORT), so the
  * kernel spreads connections over the workers and no accept lock is needed. Sockets are
  * bound by the main thread before any worker starts, so "address in use" is reported
- * once and synchronously. The main thread then waits for signals: SIGHUP reloads the
+ * once and synchronously: exit status 1 when another process holds the address. The main thread then waits for signals: SIGHUP reloads the
  * scripts (see reload.c); on SIGTERM/SIGINT every worker closes its listener, finishes the
  * requests it is running (up to the deadline) and leaves its loop.
  */
@@ -46,14 +46,25 @@ os_worker_t *os_worker_current(void)
     return current_worker;
 }
 
-static int open_listener(const struct addrinfo *ai, char *err, size_t errlen)
+/*
+ * The first listener is bound WITHOUT SO_REUSEPORT, so the bind fails when any other socket
+ * holds the address (a second instance, whose listeners carry SO_REUSEPORT, would otherwise
+ * share it silently and take part of the traffic). SO_REUSEPORT is switched on after that
+ * bind: Linux checks it on the sockets already bound when the next one binds, so our other
+ * workers can still join, and listen() puts them all in one reuseport group.
+ */
+static int open_listener(const struct addrinfo *ai, int first, char *err, size_t errlen)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (!first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", os_config.host, os_config.port, strerror(errno));
+        (first && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) || listen(fd, SOMAXCONN) != 0) {
+        if (errno == EADDRINUSE)
+            snprintf(err, errlen, "cannot listen on %s:%d: the address is in use by another process", os_config.host,
+                     os_config.port);
+        else
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", os_config.host, os_config.port, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -177,8 +188,11 @@ int os_server_run(void)
     os_worker_t *workers = calloc((size_t)nworkers, sizeof(*workers));
     for (int i = 0; i < nworkers; i++) {
         workers[i].id = i;
-        if ((workers[i].listen_fd = open_listener(ai, err, sizeof(err))) < 0) {
+        if ((workers[i].listen_fd = open_listener(ai, i == 0, err, sizeof(err))) < 0) {
             os_log(OS_LOG_ERROR, "%s", err);
+            while (i-- > 0)
+                close(workers[i].listen_fd);
+            free(workers);
             freeaddrinfo(ai);
             return 1;
         }
