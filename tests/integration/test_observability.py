@@ -64,5 +64,36 @@ class MetricsUnderOddRequests(unittest.TestCase):
             self.assertTrue(text.rstrip().splitlines()[-1].startswith("orderservice_start_time_seconds "))
 
 
+class LogLines(unittest.TestCase):
+    def access_line(self, svc, request_id):
+        def find():
+            for raw in open(svc.log.name, "rb").read().splitlines():
+                if request_id.encode() in raw:
+                    return raw
+        raw = wait_until(find, what=f"the access log line of {request_id}")
+        return json.loads(raw.decode("utf-8"))  # strict: valid UTF-8 and valid JSON
+
+    def test_every_line_parses_with_a_20_kb_path_or_invalid_utf8(self):
+        with Service(workers=1) as svc:
+            long_path = b"/" + b"p" * 20000
+            cases = {"req-long": long_path, "req-raw-bytes": b"/caf\xc3\xa9/\xff\xfe/\xc0\xaf/end",
+                     "req-percent": b"/x/%FF%FE/end", "req-quotes": b'/"quoted"/\\back'}
+            for request_id, path in cases.items():
+                reply = raw_request(svc.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Request-Id: " +
+                                    request_id.encode() + b"\r\nConnection: close\r\n\r\n")
+                self.assertTrue(reply.startswith(b"HTTP/1.1 404"), reply[:80])
+            for request_id in cases:
+                with self.subTest(request_id=request_id):
+                    line = self.access_line(svc, request_id)
+                    self.assertEqual((line["msg"], line["status"], line["request_id"]), ("request", 404, request_id))
+            long_line = self.access_line(svc, "req-long")
+            self.assertTrue(long_line["path"].endswith("\u2026[truncated]"), long_line["path"][-40:])
+            self.assertIn("\ufffd", self.access_line(svc, "req-raw-bytes")["path"])
+            self.assertTrue(self.access_line(svc, "req-raw-bytes")["path"].startswith("/caf\u00e9/"))
+            # Every line the service wrote parses.
+            for raw in open(svc.log.name, "rb").read().splitlines():
+                json.loads(raw.decode("utf-8"))
+
+
 if __name__ == "__main__":
     unittest.main()
