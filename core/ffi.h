@@ -65,6 +65,9 @@ int os_worker_id(void);
 int os_task_retired(os_task_t *task);
 int64_t os_monotonic_ms(void);
 
+/* ---- random: per thread, seeded from getrandom(2); for jitter and ids, not secrets ---- */
+uint64_t os_random_u64(void);
+
 /* ---- logs: level 0 debug .. 3 error; msg is text, or JSON members ("k":v,...) ---- */
 int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);

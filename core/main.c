@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "migrate.h"
+#include "random.h"
 #include "server.h"
 #include "version.h"
 
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
         }
     }
 
+    /* rand() has callers still (db.c's reconnect jitter): never the same sequence twice. */
+    os_random_seed_libc();
     char err[512];
     if (os_config_load(&os_config, err, sizeof(err)) != 0) {
         fprintf(stderr, "orderservice: %s\n", err);

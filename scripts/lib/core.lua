@@ -45,6 +45,8 @@ int os_worker_id(void);
 int os_task_retired(os_task_t *task);
 int64_t os_monotonic_ms(void);
 
+uint64_t os_random_u64(void);
+
 int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);
 

@@ -82,11 +82,14 @@ local function flatten(resp)
     return flat
 end
 
+-- Request ids: 48 random bits drawn once per VM (from getrandom, see init), the worker and a
+-- counter. Replicas started in the same second, and the VM a reload builds, draw different
+-- prefixes, so ids never repeat across them (short of a 2^-48 coincidence).
+local id_prefix
 local counter = 0
 local function new_request_id()
     counter = counter + 1
-    return ("%x-%x-%x"):format(config_of_host.worker_id, os.time(), counter) ..
-        ("%04x"):format(math.random(0, 0xffff))
+    return ("%s-%x-%x"):format(id_prefix, config_of_host.worker_id, counter)
 end
 
 local function internal_error(req, route_name, err)
@@ -199,7 +202,10 @@ function _M.init(config)
     settings._install(config.settings)
     if settings.LUAJIT_OFF then jit.off() end
     config_of_host = config
-    math.randomseed(os.time() + config.worker_id * 7919)
+    -- Every random source from the kernel's pool (core/random.c), never from the clock.
+    local C = require("lib.core")
+    math.randomseed(tonumber(C.os_random_u64() % 0x20000000000000ULL))
+    id_prefix = ("%012x"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL))
     local chunk, err = loadfile(config.routes_file)
     if not chunk then
         error("cannot load " .. config.routes_file .. ": " .. err, 0)

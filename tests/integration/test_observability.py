@@ -95,5 +95,19 @@ class LogLines(unittest.TestCase):
                 json.loads(raw.decode("utf-8"))
 
 
+class RequestIds(unittest.TestCase):
+    def test_replicas_started_together_never_share_request_ids(self):
+        # Started back to back (the same second, as a deployment does): their own ids differ.
+        first, second = Service(workers=2), Service(workers=2)
+        first.start(), second.start()
+        try:
+            ids = [svc.request("GET", "/health/live/").headers["x-request-id"] for svc in (first, second)
+                   for _ in range(50)]
+            self.assertEqual(len(set(ids)), len(ids))
+        finally:
+            first.__exit__(None, None, None)
+            second.__exit__(None, None, None)
+
+
 if __name__ == "__main__":
     unittest.main()
