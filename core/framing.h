@@ -6,7 +6,8 @@
 
 #include <h2o.h>
 
-/** Registers the framing check on pathconf; register it before the handlers it guards. */
-void os_framing_register(h2o_pathconf_t *pathconf);
+/** Registers the framing check on pathconf (before the handlers it guards) and the filter
+ *  that makes h2o's own protocol errors on host JSON. */
+void os_framing_register(h2o_hostconf_t *host, h2o_pathconf_t *pathconf);
 
 #endif

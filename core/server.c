@@ -170,7 +170,7 @@ static void configure_h2o(void)
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
     /* Handlers run in registration order; the framing check passes (-1) on sound requests. */
-    os_framing_register(root);
+    os_framing_register(host, root);
     os_luahost_register(root);
 }
 

@@ -39,16 +39,15 @@ class Framing(unittest.TestCase):
     def tearDownClass(cls):
         cls.svc.__exit__(None, None, None)
 
-    def assert_refused(self, raw, json_body=True):
+    def assert_refused(self, raw):
         # exchange() returns only once the server closed the connection.
         reply = exchange(self.svc.port, raw)
         self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:200])
         self.assertEqual(reply.count(b"HTTP/1.1 "), 1, reply)
         head, _, body = reply.partition(b"\r\n\r\n")
         self.assertIn(b"connection: close", head.lower())
-        if json_body:
-            self.assertIn(b"content-type: application/json", head.lower())
-            self.assertIn("error", json.loads(body))
+        self.assertIn(b"content-type: application/json", head.lower())
+        self.assertIn("error", json.loads(body))
         return reply
 
     def test_transfer_encoding_with_content_length(self):
@@ -59,23 +58,30 @@ class Framing(unittest.TestCase):
     def test_two_content_lengths_even_when_equal(self):
         self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: 41\r\n", b"{}" + NEXT))
         self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}" + NEXT))
-        self.assert_refused(post(b"Content-Length: 2, 2\r\n", b"{}" + NEXT), json_body=False)
+        self.assert_refused(post(b"Content-Length: 2, 2\r\n", b"{}" + NEXT))
 
     def test_malformed_content_length(self):
         # After a valid first one: reaches our check (JSON body).
         for bad in [b"abc", b"+2", b"-2", b"", b"2 2", b"0x2"]:
             with self.subTest(second=bad):
                 self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: " + bad + b"\r\n", b"{}" + NEXT))
-        # Alone: h2o refuses it itself (400, text/plain, connection closed).
+        # Alone: h2o refuses it itself (400, connection closed; made JSON by our filter).
         for bad in [b"abc", b"+2", b"-2", b"", b"99999999999999999999", b"2 2"]:
             with self.subTest(only=bad):
-                self.assert_refused(post(b"Content-Length: " + bad + b"\r\n", b"{}" + NEXT), json_body=False)
+                self.assert_refused(post(b"Content-Length: " + bad + b"\r\n", b"{}" + NEXT))
 
     def test_transfer_encoding_other_than_chunked(self):
         for te in [b"gzip", b"gzip, chunked", b"chunked, gzip", b"identity"]:
             with self.subTest(te=te):
-                self.assert_refused(post(b"Transfer-Encoding: " + te + b"\r\n", b"0\r\n\r\n" + NEXT), json_body=False)
+                self.assert_refused(post(b"Transfer-Encoding: " + te + b"\r\n", b"0\r\n\r\n" + NEXT))
         self.assert_refused(post(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n" + NEXT))
+
+    def test_h2o_own_errors_are_json_too(self):
+        reply = exchange(self.svc.port, post(b"Content-Length: 5000000\r\n", b"x"))
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply[:100])
+        self.assertEqual(json.loads(reply.partition(b"\r\n\r\n")[2]), {"error": "request entity is too large"})
+        reply = exchange(self.svc.port, post(b"Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n"))
+        self.assertEqual(json.loads(reply.partition(b"\r\n\r\n")[2]), {"error": "broken chunked-encoding"})
 
     def test_transfer_encoding_in_http_1_0(self):
         raw = (b"POST /test/echo/a/1 HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
