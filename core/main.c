@@ -25,7 +25,10 @@ static const char usage[] =
     "  SCRIPTS_DIR (./scripts)  LOG_LEVEL (info: debug|info|warn|error)\n"
     "  DATABASE_URL  DB_POOL_SIZE (8 per worker)  DB_ACQUIRE_TIMEOUT_MS (2000)\n"
     "  DB_STATEMENT_TIMEOUT_MS (30000)  MIGRATE_ON_START (0)  SHUTDOWN_TIMEOUT_MS (10000)\n"
-    "  TAX_RATE (0.05)  SHIPPING_FEE (50.00)\n";
+    "  TAX_RATE (0.05)  SHIPPING_FEE (50.00)  ... every setting: README.md, \"Configuration\"\n"
+    "\n"
+    "exit status: 0 stopped cleanly; 1 failed (the port is held by another process, the scripts\n"
+    "do not load, a migration failed); 2 bad usage or a bad setting (the message names it)\n";
 
 static PGconn *connect_or_log(void)
 {
