@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <h2o.h>
-#include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
