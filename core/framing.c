@@ -25,7 +25,7 @@
  *
  * The errors h2o sends itself before any handler runs (a broken Content-Length or chunked
  * body, an unknown Transfer-Encoding, 413, 417) are bound to the host's fallback path; a
- * filter there turns their text/plain body into the service's JSON error, {"error": "..."}.
+ * filter there turns their text/plain body into the service's JSON error, {"error":"..."}.
  */
 #include "framing.h"
 #include "log.h"
@@ -140,8 +140,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     os_log(OS_LOG_WARN, "refused a request with ambiguous framing: %s", fault);
     if (worker->metrics != NULL)
         os_metrics_observe_http(worker->metrics, "unmatched", req->method.base, req->method.len, 400, 0);
-    h2o_iovec_t body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\": \"bad request framing\", \"reason\": \"")),
-                                  h2o_iovec_init(fault, strlen(fault)), h2o_iovec_init(H2O_STRLIT("\"}")));
+    h2o_iovec_t body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\":\"bad request framing\",\"details\":{\"reason\":\"")),
+                                  h2o_iovec_init(fault, strlen(fault)), h2o_iovec_init(H2O_STRLIT("\"}}")));
     /* The bytes after this head cannot be trusted to start a request: close after answering. */
     req->http1_is_persistent = 0;
     req->res.status = 400;
@@ -161,7 +161,7 @@ typedef struct json_error_ostream {
 
 static h2o_iovec_t json_error_body(h2o_mem_pool_t *pool, h2o_iovec_t text)
 {
-    static const char head[] = "{\"error\": \"", tail[] = "\"}";
+    static const char head[] = "{\"error\":\"", tail[] = "\"}"; /* as lib/response.lua's errors */
     char *out = h2o_mem_alloc_pool(pool, sizeof(head) + 6 * text.len + sizeof(tail)), *o = out;
     memcpy(o, head, sizeof(head) - 1);
     o += sizeof(head) - 1;

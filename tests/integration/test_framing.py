@@ -56,7 +56,9 @@ class Framing(unittest.TestCase):
         self.assert_refused(post(b"Transfer-Encoding: chunked\r\nContent-Length: 44\r\n", b"0\r\n\r\n" + NEXT))
 
     def test_two_content_lengths_even_when_equal(self):
-        self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: 41\r\n", b"{}" + NEXT))
+        reply = self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: 41\r\n", b"{}" + NEXT))
+        self.assertEqual(json.loads(reply.partition(b"\r\n\r\n")[2]),
+                         {"error": "bad request framing", "details": {"reason": "more than one Content-Length"}})
         self.assert_refused(post(b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}" + NEXT))
         self.assert_refused(post(b"Content-Length: 2, 2\r\n", b"{}" + NEXT))
 
