@@ -16,7 +16,13 @@ function read(rel) {
 
 // `kubectl kustomize` (kustomize v5 built in) renders offline.
 function render(dir) {
-  const out = execFileSync('kubectl', ['kustomize', path.join(ROOT, dir)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  let out;
+  try {
+    out = execFileSync('kubectl', ['kustomize', path.join(ROOT, dir)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  } catch (e) {
+    if (e.code === 'ENOENT') throw new Error('kubectl not found: these tests render k8s/ with `kubectl kustomize`');
+    throw e;
+  }
   return YAML.parseAllDocuments(out).map((d) => {
     if (d.errors.length) throw new Error(`${dir}: ${d.errors[0].message}`);
     return d.toJS();
