@@ -9,9 +9,12 @@ Needs ORDERSERVICE_BIN and SOURCE_DIR (ctest's TEST_ENV)."""
 import fnmatch
 import functools
 import glob
+import json
 import os
 import re
+import socket
 import subprocess
+import time
 import unittest
 
 ROOT = os.environ.get("SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -275,6 +278,53 @@ class DockerfileTest(unittest.TestCase):
                                    check=True).stdout.strip()
             owner = dpkg_owner(os.path.join(pcdir, mod + ".pc"))
             self.assertIn(owner, closure(build_pkgs, deps), f"pkg-config {mod} comes from {owner}, not in the build stage")
+
+
+class HealthcheckTest(unittest.TestCase):
+    """Each image's HEALTHCHECK command, run as Docker would (exec form, the image's PORT), against
+    the real binary: healthy while it serves, unhealthy once it is gone."""
+
+    def healthcheck(self, stage):
+        with open(os.path.join(ROOT, "Dockerfile")) as f:
+            stages = parse_dockerfile(f.read())
+        line = [l for l in dict((s[0], s[2]) for s in stages)[stage] if l.startswith("HEALTHCHECK")][-1]
+        return json.loads(re.search(r"\bCMD\s+(\[.*\])$", line).group(1))
+
+    def serve(self, **env):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        full = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WORKERS="1", JOBS="0", DATABASE_URL="",
+                    LOG_LEVEL="error", ROUTES_FILE=os.path.join(ROOT, "routes.lua"),
+                    SCRIPTS_DIR=os.path.join(ROOT, "scripts"))
+        full.update(env)
+        proc = subprocess.Popen([BIN, "serve"], env=full)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return proc, port
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, "the service did not start")
+                time.sleep(0.02)
+
+    def check(self, stage, **env):
+        cmd = self.healthcheck(stage)
+        proc, port = self.serve(**env)
+        try:
+            run = subprocess.run(cmd, env=dict(os.environ, PORT=str(port)), timeout=10)
+            self.assertEqual(run.returncode, 0, f"{stage} HEALTHCHECK against a serving process")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        run = subprocess.run(cmd, env=dict(os.environ, PORT=str(port)), timeout=10, stderr=subprocess.DEVNULL)
+        self.assertNotEqual(run.returncode, 0, f"{stage} HEALTHCHECK once the process is gone")
+
+    def test_runtime_healthcheck(self):
+        self.check("runtime")
+
+    def test_standins_healthcheck(self):
+        self.check("standins", ROUTES_FILE=os.path.join(ROOT, "scripts", "standins", "routes.lua"))
 
 
 if __name__ == "__main__":
