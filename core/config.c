@@ -91,7 +91,7 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1)
         ncpu = 1;
-    char level[16];
+    char level[16], env[16];
     memset(cfg, 0, sizeof(*cfg));
     if (env_str("HOST", "0.0.0.0", cfg->host, sizeof(cfg->host), err, errlen) != 0 ||
         env_int("PORT", 8001, 1, 65535, &cfg->port, err, errlen) != 0 ||
@@ -112,8 +112,28 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
         env_bool("JOBS", 1, &cfg->jobs, err, errlen) != 0 ||
         env_int("RELOAD_POLL_MS", 1000, 0, 3600000, &cfg->reload_poll_ms, err, errlen) != 0 ||
         env_rate("TAX_RATE", "0.05", &cfg->tax_ppm, err, errlen) != 0 ||
-        env_money("SHIPPING_FEE", "50.00", &cfg->shipping_cents, err, errlen) != 0)
+        env_money("SHIPPING_FEE", "50.00", &cfg->shipping_cents, err, errlen) != 0 ||
+        env_str("JWT_SECRET", "", cfg->jwt_secret, sizeof(cfg->jwt_secret), err, errlen) != 0 ||
+        env_str("JWT_PUBLIC_KEY_FILE", "", cfg->jwt_public_key_file, sizeof(cfg->jwt_public_key_file), err, errlen) != 0 ||
+        env_str("JWT_ISSUER", "", cfg->jwt_issuer, sizeof(cfg->jwt_issuer), err, errlen) != 0 ||
+        env_str("JWT_AUDIENCE", "", cfg->jwt_audience, sizeof(cfg->jwt_audience), err, errlen) != 0 ||
+        env_str("ORDERSERVICE_ENV", "production", env, sizeof(env), err, errlen) != 0)
         return -1;
+    if (strcmp(env, "production") != 0 && strcmp(env, "development") != 0) {
+        snprintf(err, errlen, "ORDERSERVICE_ENV must be production or development, got \"%s\"", env);
+        return -1;
+    }
+    cfg->development = strcmp(env, "development") == 0;
+    /* The server takes its algorithm from its one key; two keys would make that ambiguous. */
+    if (cfg->jwt_secret[0] != '\0' && cfg->jwt_public_key_file[0] != '\0') {
+        snprintf(err, errlen, "set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both");
+        return -1;
+    }
+    /* RFC 7518 3.2: an HS256 key at least as long as the hash (256 bits) */
+    if (cfg->jwt_secret[0] != '\0' && strlen(cfg->jwt_secret) < 32) {
+        snprintf(err, errlen, "JWT_SECRET must be at least 32 bytes, got %zu", strlen(cfg->jwt_secret));
+        return -1;
+    }
     if ((cfg->log_level = os_log_parse_level(level)) < 0) {
         snprintf(err, errlen, "LOG_LEVEL must be one of debug, info, warn, error, got \"%s\"", level);
         return -1;

@@ -28,6 +28,12 @@ typedef struct os_config {
     int reload_poll_ms; /* watch the scripts for changes this often; 0: only on SIGHUP */
     int64_t tax_ppm;        /* TAX_RATE as parts per million */
     int64_t shipping_cents; /* SHIPPING_FEE in cents */
+    /* authentication (core/jwt.c): one key, and the algorithm follows from it */
+    char jwt_secret[1024];          /* JWT_SECRET: HS256, at least 32 bytes; empty: unset */
+    char jwt_public_key_file[1024]; /* JWT_PUBLIC_KEY_FILE: PEM, RS256 or ES256; empty: unset */
+    char jwt_issuer[256];           /* JWT_ISSUER: required iss; empty: not checked */
+    char jwt_audience[256];         /* JWT_AUDIENCE: required in aud; empty: not checked */
+    int development; /* ORDERSERVICE_ENV=development: may serve without a key (every token refused) */
 } os_config_t;
 
 /** Fills cfg from the environment; on a bad value writes a message to err and returns -1. */
