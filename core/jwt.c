@@ -704,6 +704,17 @@ int os_jwt_setup(char *err, size_t errlen)
     return 0;
 }
 
+void os_jwt_set_process_key(os_jwt_key_t *key, const char *issuer, const char *audience)
+{
+    static char issuer_copy[256], audience_copy[256];
+    os_jwt_key_free(process_key);
+    process_key = key;
+    snprintf(issuer_copy, sizeof(issuer_copy), "%s", issuer ? issuer : "");
+    snprintf(audience_copy, sizeof(audience_copy), "%s", audience ? audience : "");
+    process_rules.issuer = issuer_copy[0] ? issuer_copy : NULL;
+    process_rules.audience = audience_copy[0] ? audience_copy : NULL;
+}
+
 const os_jwt_key_t *os_jwt_process_key(void)
 {
     return process_key;

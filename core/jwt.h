@@ -42,6 +42,9 @@ int os_jwt_sign_hs256(const os_jwt_key_t *key, const char *payload, size_t len, 
 /** Loads the process key from os_config (JWT_SECRET or JWT_PUBLIC_KEY_FILE), once, before workers
  *  start: 0 ok (also when none is configured), -1 with a message in err. */
 int os_jwt_setup(char *err, size_t errlen);
+/** Replaces the process key (taking ownership; NULL: none) and the iss/aud rules (copied;
+ *  NULL or "": not checked). For the Lua specs, which run without a configured process. */
+void os_jwt_set_process_key(os_jwt_key_t *key, const char *issuer, const char *audience);
 /** The process key (NULL when none is configured). */
 const os_jwt_key_t *os_jwt_process_key(void);
 
