@@ -3,7 +3,7 @@
 -- Lua keeps no line numbers on table constructors, so the source is scanned instead: route
 -- N is the first line, after route N-1's, holding its path as a quoted string
 -- (path = "/v1/orders/"), and a global filter is the first `name =` line after the first
--- `filters = {`. A route built by code rather than written out (a routes.lua that appends
+-- `filters = {` (or a `decl.filters.name =` line). A route built by code rather than written out (a routes.lua that appends
 -- to another one) has no such line; its messages then name the file and the route only.
 
 local _M = {}
@@ -65,6 +65,12 @@ function _M:filter(name)
             if self.lines[i]:find("^%s*" .. name .. "%s*=") then
                 return self.file .. ":" .. i
             end
+        end
+    end
+    -- A routes.lua that builds on another one: decl.filters.name = {...}
+    for i, text in ipairs(self.lines) do
+        if text:find("filters%." .. name .. "%s*=") or text:find("filters%[[\"']" .. name .. "[\"']%]%s*=") then
+            return self.file .. ":" .. i
         end
     end
     return self.file
