@@ -112,6 +112,10 @@ static int token(int argc, char **argv)
     long ttl = 3600, id = 0;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
         if (val == NULL) {
             fprintf(stderr, "orderservice token: %s needs a value\n", opt);
             return 2;

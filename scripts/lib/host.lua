@@ -3,8 +3,8 @@
 -- init() runs once per VM: it loads routes.lua, compiles the router, resolves every
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
 -- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
--- the filters' before() in priority order, the handler, then the filters' after() in
--- reverse, and turns the response into (status, body, headers, route) for the C host.
+-- the filters' before() in priority order, the handler, then the filters' after() and
+-- log() in reverse, and turns the response into (status, body, headers, route) for the C host.
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
 local async = require("lib.async")
