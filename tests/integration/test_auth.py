@@ -145,12 +145,19 @@ class Commands(unittest.TestCase):
         self.assertIn("JWT_SECRET", r.stderr)
 
     def test_bad_key_settings_exit_2(self):
-        for env in ({"JWT_SECRET": "short"}, {"JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"},
-                    {"JWT_PUBLIC_KEY_FILE": os.path.join(SOURCE_DIR, "tests/c/jwt/rfc7515_a3_ec.pem")},
-                    {"ORDERSERVICE_ENV": "staging"}):
-            with self.subTest(env=env):
+        keys = os.path.join(SOURCE_DIR, "tests/c/jwt")
+        cases = {
+            "a short secret": ({"JWT_SECRET": "short"}, "at least 32 bytes"),
+            "a missing key file": ({"JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"}, "cannot be read"),
+            "a P-384 key": ({"JWT_SECRET": "", "JWT_PUBLIC_KEY_FILE": keys + "/p384.pem"}, "unsupported"),
+            "two keys": ({"JWT_PUBLIC_KEY_FILE": keys + "/rfc7515_a3_ec.pem"}, "not both"),
+            "an unknown mode": ({"ORDERSERVICE_ENV": "staging"}, "ORDERSERVICE_ENV"),
+        }
+        for what, (env, message) in cases.items():
+            with self.subTest(what):
                 r = run_binary("serve", env=env)
                 self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(message, r.stderr)
 
     def test_token_command_refuses_bad_input(self):
         self.assertEqual(run_binary("token", "--sub", "1", "--role", "root").returncode, 2)
