@@ -18,7 +18,7 @@ local _M = {
     PRIORITY = 10000, -- after request_id (the 401 carries the id), before anything that costs
     DESCRIPTION = "requires a valid bearer token; per route, the roles allowed",
     schema = {
-        roles = { type = "array", of = { type = "string", one_of = { "admin", "service", "customer" } },
+        roles = { type = "array", of = { type = "string", one_of = principal.ROLE_NAMES },
                   description = "roles allowed on the route (default: any valid token)" },
         exempt_prefixes = { type = "array", of = { type = "string", match = "^/", hint = "a path starting with /" },
                             default = {}, description = "path prefixes served without a token" },

@@ -4,12 +4,15 @@
 -- positive integer. These helpers are the one place the scoping rules are spelled out, so
 -- handlers ask questions instead of comparing roles.
 
-local tonumber, type = tonumber, type
+local ipairs, tonumber, type = ipairs, tonumber, type
 
 local _M = {}
 
-local ROLES = { admin = true, service = true, customer = true }
-_M.ROLES = ROLES
+_M.ROLE_NAMES = { "admin", "service", "customer" }
+local ROLES = {}
+for _, role in ipairs(_M.ROLE_NAMES) do
+    ROLES[role] = true
+end
 
 -- admin and service see and change every customer's orders.
 function _M.is_staff(p)
