@@ -15,6 +15,7 @@
  */
 #include "jwt.h"
 #include "config.h"
+#include "json_scan.h"
 
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
@@ -99,231 +100,6 @@ static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
     return n;
 }
 
-/* ---- a strict JSON scanner: enough to find top-level members and validate the rest ---- */
-
-#define JSON_MAX_DEPTH 32
-
-typedef struct cursor {
-    const char *p, *end;
-} cursor_t;
-
-static void skip_ws(cursor_t *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char h = p[i];
-        v <<= 4;
-        if (h >= '0' && h <= '9')
-            v |= (unsigned)(h - '0');
-        else if (h >= 'a' && h <= 'f')
-            v |= (unsigned)(h - 'a' + 10);
-        else if (h >= 'A' && h <= 'F')
-            v |= (unsigned)(h - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Scans a string at c->p (on the opening quote). With out, decodes it into out (cap bytes);
- * a non-ASCII \u escape decodes to 0xff, which no name or configured value compares equal to. */
-static int scan_string(cursor_t *c, char *out, size_t cap, size_t *out_len)
-{
-    size_t n = 0;
-    if (c->p >= c->end || *c->p != '"')
-        return -1;
-    for (c->p++; c->p < c->end; c->p++) {
-        unsigned char ch = (unsigned char)*c->p;
-        unsigned decoded = ch;
-        if (ch == '"') {
-            c->p++;
-            if (out_len)
-                *out_len = n;
-            return out == NULL || n < cap ? 0 : -1;
-        } else if (ch < 0x20) {
-            return -1;
-        } else if (ch == '\\') {
-            if (++c->p >= c->end)
-                return -1;
-            switch (*c->p) {
-            case '"': case '\\': case '/': decoded = (unsigned char)*c->p; break;
-            case 'b': decoded = '\b'; break;
-            case 'f': decoded = '\f'; break;
-            case 'n': decoded = '\n'; break;
-            case 'r': decoded = '\r'; break;
-            case 't': decoded = '\t'; break;
-            case 'u':
-                if (c->end - c->p < 5 || hex4(c->p + 1, &decoded) != 0)
-                    return -1;
-                c->p += 4;
-                if (decoded >= 0x80)
-                    decoded = 0xff;
-                break;
-            default: return -1;
-            }
-        }
-        if (out != NULL) {
-            if (n + 1 >= cap)
-                return -1;
-            out[n++] = (char)decoded;
-        } else {
-            n++;
-        }
-    }
-    return -1;
-}
-
-static int is_digit(const cursor_t *c)
-{
-    return c->p < c->end && *c->p >= '0' && *c->p <= '9';
-}
-
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; *integer says whether it had neither part. */
-static int scan_number(cursor_t *c, int *integer)
-{
-    *integer = 1;
-    if (c->p < c->end && *c->p == '-')
-        c->p++;
-    if (!is_digit(c))
-        return -1;
-    if (*c->p == '0')
-        c->p++;
-    else
-        while (is_digit(c))
-            c->p++;
-    if (c->p < c->end && *c->p == '.') {
-        *integer = 0;
-        c->p++;
-        if (!is_digit(c))
-            return -1;
-        while (is_digit(c))
-            c->p++;
-    }
-    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
-        *integer = 0;
-        c->p++;
-        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
-            c->p++;
-        if (!is_digit(c))
-            return -1;
-        while (is_digit(c))
-            c->p++;
-    }
-    return 0;
-}
-
-static int scan_literal(cursor_t *c, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
-        return -1;
-    c->p += n;
-    return 0;
-}
-
-static int scan_value(cursor_t *c, int depth)
-{
-    int integer;
-    skip_ws(c);
-    if (c->p >= c->end || depth > JSON_MAX_DEPTH)
-        return -1;
-    switch (*c->p) {
-    case '"': return scan_string(c, NULL, 0, NULL);
-    case 't': return scan_literal(c, "true");
-    case 'f': return scan_literal(c, "false");
-    case 'n': return scan_literal(c, "null");
-    case '{':
-    case '[': {
-        char close = *c->p == '{' ? '}' : ']';
-        c->p++;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == close) {
-            c->p++;
-            return 0;
-        }
-        for (;;) {
-            if (close == '}') {
-                skip_ws(c);
-                if (scan_string(c, NULL, 0, NULL) != 0)
-                    return -1;
-                skip_ws(c);
-                if (c->p >= c->end || *c->p++ != ':')
-                    return -1;
-            }
-            if (scan_value(c, depth + 1) != 0)
-                return -1;
-            skip_ws(c);
-            if (c->p >= c->end)
-                return -1;
-            if (*c->p == close) {
-                c->p++;
-                return 0;
-            }
-            if (*c->p++ != ',')
-                return -1;
-        }
-    }
-    default: return scan_number(c, &integer);
-    }
-}
-
-/* A top-level member: name decoded (names longer than the buffer are reported empty, so
- * they match nothing), value as its raw extent [start, end). */
-typedef int (*member_fn)(void *ctx, const char *name, size_t name_len, const char *start, const char *end);
-
-/* Validates text as exactly one JSON object and calls fn for each member, stopping at
- * the first non-zero return (which it returns); -1 when the text is not a JSON object. */
-static int each_member(const char *text, size_t len, member_fn fn, void *ctx)
-{
-    cursor_t c = {text, text + len};
-    char name[64];
-    skip_ws(&c);
-    if (c.p >= c.end || *c.p++ != '{')
-        return -1;
-    skip_ws(&c);
-    if (c.p < c.end && *c.p == '}') {
-        c.p++;
-    } else {
-        for (;;) {
-            size_t name_len = 0;
-            skip_ws(&c);
-            cursor_t probe = c;
-            if (scan_string(&c, NULL, 0, NULL) != 0)
-                return -1;
-            if (scan_string(&probe, name, sizeof(name), &name_len) != 0)
-                name_len = 0;
-            skip_ws(&c);
-            if (c.p >= c.end || *c.p++ != ':')
-                return -1;
-            skip_ws(&c);
-            const char *start = c.p;
-            if (scan_value(&c, 1) != 0)
-                return -1;
-            int rc = fn(ctx, name, name_len, start, c.p);
-            if (rc != 0)
-                return rc;
-            skip_ws(&c);
-            if (c.p >= c.end)
-                return -1;
-            if (*c.p == '}') {
-                c.p++;
-                break;
-            }
-            if (*c.p++ != ',')
-                return -1;
-        }
-    }
-    skip_ws(&c);
-    return c.p == c.end ? 0 : -1;
-}
-
 static int name_is(const char *name, size_t len, const char *want)
 {
     return len == strlen(want) && memcmp(name, want, len) == 0;
@@ -336,15 +112,6 @@ static int name_index(const char *const *names, const char *name, size_t len)
         if (name_is(name, len, names[i]))
             return i;
     return -1;
-}
-
-/* A string value equal to want (after unescaping). */
-static int string_equals(const char *start, const char *end, const char *want)
-{
-    char buf[512];
-    size_t n;
-    cursor_t c = {start, end};
-    return scan_string(&c, buf, sizeof(buf), &n) == 0 && n == strlen(want) && memcmp(buf, want, n) == 0;
 }
 
 /* ---- the header ---- */
@@ -367,7 +134,7 @@ static int on_header_member(void *p, const char *name, size_t len, const char *s
         return OS_JWT_EFORMAT;
     h->seen |= 1u << i;
     if (i == 0)
-        h->alg_ok = string_equals(start, end, alg_names[h->want]);
+        h->alg_ok = os_json_string_equals(start, end, alg_names[h->want]);
     else if (i == 2)
         return OS_JWT_EALG; /* RFC 7515 4.1.11: extensions we do not implement must be refused */
     return 0;
@@ -389,9 +156,9 @@ static const char *const claim_names[] = {"exp", "nbf", "iss", "aud", "sub", "ro
 /* An integer NumericDate; fractions, exponents, strings and values beyond int64 are refused. */
 static int parse_int64(const char *start, const char *end, int64_t *out)
 {
-    cursor_t c = {start, end};
+    os_json_cursor_t c = {start, end};
     int integer;
-    if (scan_number(&c, &integer) != 0 || !integer || c.p != end)
+    if (os_json_scan_number(&c, &integer) != 0 || !integer || c.p != end)
         return -1;
     int neg = *start == '-';
     uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
@@ -407,23 +174,23 @@ static int parse_int64(const char *start, const char *end, int64_t *out)
 
 static int audience_matches(const char *start, const char *end, const char *want)
 {
-    cursor_t c = {start, end};
+    os_json_cursor_t c = {start, end};
     if (*start == '"')
-        return string_equals(start, end, want) ? 1 : 0;
+        return os_json_string_equals(start, end, want) ? 1 : 0;
     if (*start != '[')
         return -1;
     c.p++;
-    skip_ws(&c);
+    os_json_skip_ws(&c);
     if (c.p < c.end && *c.p == ']')
         return 0;
     for (;;) {
-        skip_ws(&c);
+        os_json_skip_ws(&c);
         const char *s = c.p;
-        if (c.p >= c.end || *c.p != '"' || scan_string(&c, NULL, 0, NULL) != 0)
+        if (c.p >= c.end || *c.p != '"' || os_json_scan_string(&c, NULL, 0, NULL) != 0)
             return -1;
-        if (string_equals(s, c.p, want))
+        if (os_json_string_equals(s, c.p, want))
             return 1;
-        skip_ws(&c);
+        os_json_skip_ws(&c);
         if (c.p >= c.end || *c.p == ']')
             return 0;
         c.p++; /* ',' (the array was validated already) */
@@ -445,7 +212,7 @@ static int on_claim(void *p, const char *name, size_t len, const char *start, co
     case C_ISS:
         if (*start != '"')
             return OS_JWT_ECLAIMS;
-        cl->iss_ok = cl->rules->issuer == NULL || string_equals(start, end, cl->rules->issuer);
+        cl->iss_ok = cl->rules->issuer == NULL || os_json_string_equals(start, end, cl->rules->issuer);
         return 0;
     case C_AUD:
         if (cl->rules->audience == NULL)
@@ -459,7 +226,7 @@ static int on_claim(void *p, const char *name, size_t len, const char *start, co
 static int check_claims(const os_jwt_rules_t *rules, const char *payload, size_t len, int64_t now)
 {
     claims_ctx_t cl = {.rules = rules, .now = now};
-    int rc = each_member(payload, len, on_claim, &cl);
+    int rc = os_json_each_member(payload, len, on_claim, &cl);
     if (rc != 0)
         return rc == -1 ? OS_JWT_EFORMAT : rc;
     if (!(cl.seen & (1u << C_EXP)))
@@ -618,7 +385,7 @@ int os_jwt_verify_with(const os_jwt_key_t *key, const os_jwt_rules_t *rules, con
     if (b64url_decode(token, (size_t)(dot1 - token), header, sizeof(header), &header_len) != 0)
         return OS_JWT_EFORMAT;
     header_ctx_t h = {.want = key->alg};
-    int rc = each_member((const char *)header, header_len, on_header_member, &h);
+    int rc = os_json_each_member((const char *)header, header_len, on_header_member, &h);
     if (rc != 0)
         return rc == -1 ? OS_JWT_EFORMAT : rc;
     if (!h.alg_ok)
