@@ -4,6 +4,7 @@ once on separate connections, and reports the wall time and the statuses."""
 import argparse
 import asyncio
 import json
+import os
 import time
 import urllib.request
 
@@ -13,7 +14,8 @@ ORDER = json.dumps({"customer_id": 7, "items": [
 
 async def create(host, port):
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /v1/orders/create/ HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+    auth = ("Authorization: Bearer " + os.environ.get("BENCH_TOKEN", "") + "\r\n").encode()
+    writer.write(b"POST /v1/orders/create/ HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n" + auth +
                  b"Content-Type: application/json\r\nContent-Length: " + str(len(ORDER)).encode() +
                  b"\r\n\r\n" + ORDER)
     await writer.drain()

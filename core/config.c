@@ -80,6 +80,12 @@ static const setting_t settings[] = {
     {"STANDIN_LATENCY_MS", T_INT, F(standin_latency_ms), "0", 0, 600000, 1},
     {"STANDIN_FAILURE_RATE", T_FRACTION, F(standin_failure_rate), "0", 0, 0, 1},
     {"LUAJIT_OFF", T_BOOL, F(luajit_off), "0", 0, 0, 1},
+    /* Authentication (core/jwt.c). The secret is not handed to Lua: only C verifies tokens. */
+    {"JWT_SECRET", T_STR, F(jwt_secret), "", 0, 0, 0},
+    {"JWT_PUBLIC_KEY_FILE", T_STR, F(jwt_public_key_file), "", 0, 0, 1},
+    {"JWT_ISSUER", T_STR, F(jwt_issuer), "", 0, 0, 1},
+    {"JWT_AUDIENCE", T_STR, F(jwt_audience), "", 0, 0, 1},
+    {"ORDERSERVICE_ENV", T_STR, F(env), "production", 0, 0, 1},
 };
 
 static int parse_int(const char *v, long min, long max, long *out)
@@ -184,6 +190,21 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
     if (cfg->outbox_backoff_max_ms < cfg->outbox_backoff_base_ms) {
         snprintf(err, errlen, "OUTBOX_BACKOFF_MAX_MS (%d) must not be below OUTBOX_BACKOFF_BASE_MS (%d)",
                  cfg->outbox_backoff_max_ms, cfg->outbox_backoff_base_ms);
+        return -1;
+    }
+    if (strcmp(cfg->env, "production") != 0 && strcmp(cfg->env, "development") != 0) {
+        snprintf(err, errlen, "ORDERSERVICE_ENV must be production or development, got \"%s\"", cfg->env);
+        return -1;
+    }
+    cfg->development = strcmp(cfg->env, "development") == 0;
+    /* The server takes its algorithm from its one key; two keys would make that ambiguous. */
+    if (cfg->jwt_secret[0] != '\0' && cfg->jwt_public_key_file[0] != '\0') {
+        snprintf(err, errlen, "set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both");
+        return -1;
+    }
+    /* RFC 7518 3.2: an HS256 key at least as long as the hash (256 bits) */
+    if (cfg->jwt_secret[0] != '\0' && strlen(cfg->jwt_secret) < 32) {
+        snprintf(err, errlen, "JWT_SECRET must be at least 32 bytes, got %zu", strlen(cfg->jwt_secret));
         return -1;
     }
     return 0;

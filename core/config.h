@@ -46,6 +46,13 @@ typedef struct os_config {
     int standin_latency_ms;
     double standin_failure_rate;
     int luajit_off;
+    /* authentication (core/jwt.c): one key, and the algorithm follows from it */
+    char jwt_secret[1024];          /* JWT_SECRET: HS256, at least 32 bytes; empty: unset */
+    char jwt_public_key_file[1024]; /* JWT_PUBLIC_KEY_FILE: PEM, RS256 or ES256; empty: unset */
+    char jwt_issuer[256];           /* JWT_ISSUER: required iss; empty: not checked */
+    char jwt_audience[256];         /* JWT_AUDIENCE: required in aud; empty: not checked */
+    char env[16];    /* ORDERSERVICE_ENV: production or development */
+    int development; /* ORDERSERVICE_ENV=development: may serve without a key (every token refused) */
 } os_config_t;
 
 /** Fills cfg from the environment; on a bad value writes a message to err and returns -1. */

@@ -97,6 +97,26 @@ const char *os_http_body(os_task_t *task, size_t *len);
  * that is below cap, otherwise a NUL-terminated prefix: render again with a bigger buffer. */
 size_t os_metrics_render(char *buf, size_t cap);
 
+/* ---- JWT: one key per process, loaded at start (JWT_SECRET or JWT_PUBLIC_KEY_FILE) ---- */
+enum {
+    OS_JWT_OK = 0,
+    OS_JWT_ENOKEY = -1,     /* no key configured: every token is refused */
+    OS_JWT_EFORMAT = -2,    /* too long, not three strict base64url parts, or not JSON objects */
+    OS_JWT_EALG = -3,       /* alg is not the key's algorithm ("none" included), or crit is present */
+    OS_JWT_ESIGNATURE = -4, /* the signature does not verify */
+    OS_JWT_EEXPIRED = -5,   /* exp (plus leeway) has passed */
+    OS_JWT_ENOTYET = -6,    /* nbf (minus leeway) is in the future */
+    OS_JWT_EISSUER = -7,    /* iss differs from JWT_ISSUER */
+    OS_JWT_EAUDIENCE = -8,  /* JWT_AUDIENCE is not aud (or not in it) */
+    OS_JWT_ECLAIMS = -9,    /* exp missing, exp/nbf not an integer, a claim given twice */
+    OS_JWT_ESPACE = -10,    /* the caller's buffer is too small */
+    OS_JWT_EKEY = -11       /* the key cannot do this (e.g. sign with a public key), or OpenSSL failed */
+};
+/** Verifies a compact JWT with the process key at Unix time now (0: the clock): 0 and the payload JSON plus NUL in payload (length in *payload_len), or an OS_JWT_E* code. */
+int os_jwt_verify(const char *token, size_t len, int64_t now, char *payload, size_t cap, size_t *payload_len);
+/** A static description of an OS_JWT_* code (never any part of the token). */
+const char *os_jwt_strerror(int code);
+
 /* FFI-CDEF-END */
 
 #endif

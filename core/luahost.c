@@ -313,7 +313,7 @@ int64_t os_monotonic_ms(void)
 static void push_request(lua_State *co, h2o_req_t *req)
 {
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    lua_createtable(co, 0, 6);
+    lua_createtable(co, 0, 7);
     lua_pushlstring(co, req->method.base, req->method.len);
     lua_setfield(co, -2, "method");
     lua_pushlstring(co, req->path.base, path_len);
@@ -342,6 +342,15 @@ static void push_request(lua_State *co, h2o_req_t *req)
         lua_rawset(co, -3);
     }
     lua_setfield(co, -2, "headers");
+    /* The peer's numeric address, for the filters keyed by client (rate_limit, ip_allow). */
+    struct sockaddr_storage peer;
+    char host[NI_MAXHOST];
+    socklen_t peer_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer);
+    size_t host_len = peer_len != 0 ? h2o_socket_getnumerichost((struct sockaddr *)&peer, peer_len, host) : SIZE_MAX;
+    if (host_len != SIZE_MAX) {
+        lua_pushlstring(co, host, host_len);
+        lua_setfield(co, -2, "remote_addr");
+    }
 }
 
 /* A task on the worker's current VM whose coroutine will call the function at fn_ref. */

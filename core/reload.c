@@ -17,6 +17,8 @@
 #include "metrics.h"
 
 #include <ftw.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,29 +38,43 @@ static void mix(uint64_t v)
     fingerprint_acc ^= v + 0x9e3779b97f4a7c15ull + (fingerprint_acc << 6) + (fingerprint_acc >> 2);
 }
 
+/* The inode too: a Kubernetes ConfigMap update swaps a `..data` symlink to a new directory,
+ * and the new file may have the old one's size and (coarse) mtime. */
 static void mix_file(const char *path, const struct stat *st)
 {
     for (const char *p = path; *p; p++)
         mix((unsigned char)*p);
+    mix((uint64_t)st->st_ino);
     mix((uint64_t)st->st_size);
     mix((uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec);
 }
 
+/* FTW_PHYS keeps nftw from looping through symlinked directories; a symlinked file (a
+ * ConfigMap key is one) is followed here instead, so its target's changes count. */
 static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)ftw;
+    struct stat target;
     if (type == FTW_F)
         mix_file(path, st);
+    else if (type == FTW_SL && stat(path, &target) == 0 && S_ISREG(target.st_mode))
+        mix_file(path, &target);
     return 0;
 }
 
 uint64_t os_reload_fingerprint(void)
 {
     struct stat st;
+    char real[PATH_MAX];
     fingerprint_acc = 0;
+    /* stat() follows ROUTES_FILE's symlinks: the file a swap points it to is what counts. */
     if (stat(os_config.routes_file, &st) == 0)
         mix_file(os_config.routes_file, &st);
-    nftw(os_config.scripts_dir, visit, 16, FTW_PHYS);
+    /* SCRIPTS_DIR may itself be a symlink (..data/scripts): walk what it points to now. */
+    const char *dir = realpath(os_config.scripts_dir, real) != NULL ? real : os_config.scripts_dir;
+    for (const char *p = dir; *p; p++)
+        mix((unsigned char)*p);
+    nftw(dir, visit, 16, FTW_PHYS);
     return fingerprint_acc;
 }
 

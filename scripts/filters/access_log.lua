@@ -1,28 +1,30 @@
--- access_log filter: one info line per request (method, path, route, status, duration,
--- request id), written after the response is built, so on-call can follow any request.
--- LOG_LEVEL=warn silences it; conf.slow_ms (default 1000) also logs slower requests as warn.
+-- access_log filter: one info line per request (method, path, status, duration, request id,
+-- and who: the principal's sub and role when auth let the request in), written once the
+-- response is final, so on-call can follow any request. LOG_LEVEL=warn silences it;
+-- requests slower than slow_ms are logged as warnings. Never logs headers or tokens.
 
 local C = require("lib.core")
 local log = require("lib.log")
 
-local _M = { PRIORITY = 200000 } -- outermost: sees the whole request, filters included
-
-function _M.check_conf(conf)
-    if conf.slow_ms ~= nil and (type(conf.slow_ms) ~= "number" or conf.slow_ms < 0) then
-        return nil, "slow_ms must be a number >= 0"
-    end
-    return true
-end
+local _M = {
+    PRIORITY = 200000, -- outermost: its clock starts before every other filter
+    DESCRIPTION = "one log line per request; slow ones as warnings",
+    schema = {
+        slow_ms = { type = "number", default = 1000, min = 0, description = "log requests slower than this as warn" },
+    },
+}
 
 function _M.before(req)
     req.ctx.access_started_ms = tonumber(C.os_monotonic_ms())
 end
 
-function _M.after(req, resp, conf)
+function _M.log(req, resp, conf)
     local elapsed = tonumber(C.os_monotonic_ms()) - (req.ctx.access_started_ms or 0)
+    local principal = req.principal
     local fields = { method = req.method, path = req.path, status = resp.status, ms = elapsed,
-                     request_id = req.request_id }
-    if elapsed >= (conf.slow_ms or 1000) then
+                     request_id = req.request_id, sub = principal and principal.sub,
+                     role = principal and principal.role }
+    if elapsed >= conf.slow_ms then
         log.warn("slow request", fields)
     else
         log.info("request", fields)

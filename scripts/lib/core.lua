@@ -68,6 +68,25 @@ int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
 
 size_t os_metrics_render(char *buf, size_t cap);
+
+enum {
+    OS_JWT_OK = 0,
+    OS_JWT_ENOKEY = -1,
+    OS_JWT_EFORMAT = -2,
+    OS_JWT_EALG = -3,
+    OS_JWT_ESIGNATURE = -4,
+    OS_JWT_EEXPIRED = -5,
+    OS_JWT_ENOTYET = -6,
+    OS_JWT_EISSUER = -7,
+    OS_JWT_EAUDIENCE = -8,
+    OS_JWT_ECLAIMS = -9,
+    OS_JWT_ESPACE = -10,
+    OS_JWT_EKEY = -11
+};
+
+int os_jwt_verify(const char *token, size_t len, int64_t now, char *payload, size_t cap, size_t *payload_len);
+
+const char *os_jwt_strerror(int code);
 ]]
 
 local C = ffi.C

@@ -3,11 +3,13 @@
 -- init() runs once per VM: it loads routes.lua, compiles the router, resolves every
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
 -- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
--- the filters' before() in priority order, the handler, then the filters' after() in
--- reverse, and turns the response into (status, body, headers, route) for the C host.
+-- the filters' before() in priority order, the handler, then the filters' after() and
+-- log() in reverse, and turns the response into (status, body, headers, route) for the C host.
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
 local async = require("lib.async")
+local filters = require("lib.filters")
+local locate = require("lib.locate")
 local log = require("lib.log")
 local request = require("lib.request")
 local response = require("lib.response")
@@ -36,41 +38,18 @@ local function resolve_handler(spec, where)
     return fn
 end
 
--- Filters by name: routes.lua's `filters` gives defaults for every route; a route's own
--- `filters` table adds or overrides entries (false turns a default off).
-local function build_filters(defaults, own, index)
-    local merged = {}
-    for name, conf in pairs(defaults or {}) do
-        merged[name] = conf
-    end
-    for name, conf in pairs(own or {}) do
-        merged[name] = conf
-    end
-    local list = {}
-    for name, conf in pairs(merged) do
-        if conf then
-            local ok, filter = pcall(require, "filters." .. name)
-            if not ok then
-                error(("route %d: unknown filter %q: %s"):format(index, name, filter), 0)
-            end
-            if filter.check_conf then
-                local valid, err = filter.check_conf(conf == true and {} or conf)
-                if not valid then
-                    error(("route %d: filter %q: %s"):format(index, name, err), 0)
-                end
-            end
-            list[#list + 1] = { name = name, filter = filter, conf = conf == true and {} or conf }
+-- A route's filter chain (lib/filters.lua: options checked, priority overrides applied,
+-- ordered); raises with every problem, each naming routes.lua's file and line.
+local function build_filters(defaults, own, message)
+    local chain, errors = filters.chain(defaults, own)
+    if not chain then
+        local lines = {}
+        for i, e in ipairs(errors) do
+            lines[i] = message(e)
         end
+        error(table.concat(lines, "\n"), 0)
     end
-    -- Higher PRIORITY runs first (Kong's convention); ties by name, so the order is stable.
-    sort(list, function(a, b)
-        local pa, pb = a.filter.PRIORITY or 0, b.filter.PRIORITY or 0
-        if pa ~= pb then
-            return pa > pb
-        end
-        return a.name < b.name
-    end)
-    return list
+    return chain
 end
 
 local function flatten(resp)
@@ -100,13 +79,13 @@ end
 -- before() filters in priority order (one may answer instead of the handler), the handler,
 -- then after() filters in reverse. A Lua error in a filter or the handler becomes a 500,
 -- and the after() filters still see it (so the 500 carries the request id too).
-local function run(filters, handler, route_name, req)
+local function run(chain, handler, route_name, req)
     local resp, ran = nil, 0
     local ok, err = xpcall(function()
-        for i = 1, #filters do
+        for i = 1, #chain do
             ran = i
-            local before = filters[i].filter.before
-            resp = before and before(req, filters[i].conf)
+            local before = chain[i].filter.before
+            resp = before and before(req, chain[i].conf)
             if resp then
                 return
             end
@@ -120,11 +99,21 @@ local function run(filters, handler, route_name, req)
         resp = internal_error(req, route_name, err)
     end
     for i = ran, 1, -1 do
-        local f = filters[i]
+        local f = chain[i]
         if f.filter.after then
             ok, err = xpcall(f.filter.after, traceback, req, resp, f.conf)
             if not ok then
                 resp = internal_error(req, route_name, err)
+            end
+        end
+    end
+    -- log() sees the final response; a failure there is logged and changes nothing.
+    for i = ran, 1, -1 do
+        local f = chain[i]
+        if f.filter.log then
+            ok, err = xpcall(f.filter.log, traceback, req, resp, f.conf)
+            if not ok then
+                log.error("filter log step failed", { filter = f.name, request_id = req.request_id, error = err })
             end
         end
     end
@@ -215,16 +204,22 @@ function _M.init(config)
         error(config.routes_file .. " must return { filters = {...}, routes = {...} }", 0)
     end
     router = router_mod.new(decl.routes)
-    global_filters = build_filters(decl.filters, nil, 0)
+    local where = locate.new(config.routes_file)
+    global_filters = build_filters(decl.filters, nil, function(e)
+        return where:filter(e.filter) .. ": " .. e.message
+    end)
     build_jobs(decl.jobs)
     for index, route in ipairs(router:routes()) do
         route.fn = resolve_handler(route.handler, "route " .. index)
-        route_filters[route] = build_filters(decl.filters, route.filters, index)
+        route_filters[route] = build_filters(decl.filters, route.filters, function(e)
+            return where:route_message(index, route, e.message)
+        end)
     end
     log.info("routes loaded", { routes = #router:routes(), file = config.routes_file })
     return dispatch
 end
 
 _M.config = function() return config_of_host end
+_M.resolve_handler = resolve_handler -- for `orderservice check` (lib/check.lua)
 
 return _M

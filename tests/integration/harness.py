@@ -16,6 +16,10 @@ SOURCE_DIR = os.environ["SOURCE_DIR"]
 ADMIN_URL = os.environ["PG_ADMIN_URL"]
 FIXTURE_ROUTES = os.path.join(SOURCE_DIR, "tests/integration/fixtures/routes.lua")
 STANDIN_ROUTES = os.path.join(SOURCE_DIR, "scripts/standins/routes.lua")
+# Every service the tests start verifies tokens with this secret, in development mode; tests
+# get tokens the way operators do, from `orderservice token`.
+JWT_SECRET = "integration-tests-only-0123456789abcdef"
+AUTH_ENV = {"JWT_SECRET": JWT_SECRET, "ORDERSERVICE_ENV": "development"}
 
 
 def psql(url, sql):
@@ -92,9 +96,25 @@ def quietly(fn, *args):
 
 def run_binary(*args, env=None, timeout=60):
     full_env = dict(os.environ)
+    full_env.update(AUTH_ENV)
     full_env.update(env or {})
     return subprocess.run([BIN, *args], env=full_env, cwd=SOURCE_DIR, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def token(sub="1", role="admin", customer_id=None, ttl=3600, env=None):
+    """A bearer token from `orderservice token` (signed with JWT_SECRET unless env says otherwise)."""
+    args = ["token", "--sub", str(sub), "--role", role, "--ttl", str(ttl)]
+    if customer_id is not None:
+        args += ["--customer-id", str(customer_id)]
+    out = run_binary(*args, env=env)
+    if out.returncode != 0:
+        raise RuntimeError("orderservice token failed: " + out.stderr)
+    return out.stdout.strip()
+
+
+ADMIN_TOKEN = token("test-admin", "admin")
+DEFAULT = object()  # Service.request's token: the admin token unless the test says otherwise
 
 
 class Service:
@@ -103,6 +123,7 @@ class Service:
     def __init__(self, database_url=None, workers=1, routes=FIXTURE_ROUTES, env=None):
         self.port = free_port()
         self.env = dict(os.environ)
+        self.env.update(AUTH_ENV)
         self.env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers),
                          "ROUTES_FILE": routes, "LOG_LEVEL": "info", "DATABASE_URL": database_url or ""})
         self.env.update(env or {})
@@ -150,12 +171,16 @@ class Service:
     def connection(self, timeout=30):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, conn=None, timeout=30):
+    def request(self, method, path, body=None, headers=None, conn=None, timeout=30, token=DEFAULT):
+        """token: DEFAULT sends the admin token, None no Authorization header, else that token
+        (an Authorization header given in headers wins)."""
         own = conn is None
         conn = conn or self.connection(timeout)
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
             headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        if token is not None and not any(k.lower() == "authorization" for k in (headers or {})):
+            headers = dict(headers or {}, Authorization="Bearer " + (ADMIN_TOKEN if token is DEFAULT else token))
         try:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()

@@ -9,14 +9,15 @@ import threading
 import time
 import unittest
 
-from harness import SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, wait_until
+from harness import ADMIN_TOKEN, SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, wait_until
 
 PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
 
 
 async def _get(port, path):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+                 "Connection: close\r\n\r\n".encode())
     await writer.drain()
     data = await reader.read()
     writer.close()
