@@ -29,6 +29,20 @@ int os_check_run(void)
     lua_pop(L, 1);
 
     int rc = -1;
+    /* routes.lua and the scripts read lib.config at load time, as they do in a worker. */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "lib.config");
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "_install");
+        os_config_push_lua(L, &os_config);
+        if (lua_pcall(L, 1, 0, 0) == 0)
+            lua_pop(L, 1);
+    }
+    if (lua_gettop(L) != 0) {
+        fprintf(stderr, "orderservice check: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return -1;
+    }
     lua_getglobal(L, "require");
     lua_pushstring(L, "lib.check");
     if (lua_pcall(L, 1, 1, 0) != 0) {

@@ -295,6 +295,7 @@ class HealthcheckTest(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         full = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WORKERS="1", JOBS="0", DATABASE_URL="",
+                    ORDERSERVICE_ENV="development",
                     LOG_LEVEL="error", ROUTES_FILE=os.path.join(ROOT, "routes.lua"),
                     SCRIPTS_DIR=os.path.join(ROOT, "scripts"))
         full.update(env)

@@ -5,7 +5,7 @@ import json
 import socket
 import unittest
 
-from harness import Service
+from harness import ADMIN_TOKEN, Service
 
 NEXT = b"GET /health/live/ HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -26,8 +26,12 @@ def exchange(port, raw):
         return b"".join(chunks)
 
 
+AUTHORIZATION = b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
+
+
 def post(headers, body):
-    return b"POST /test/echo/a/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers + b"\r\n" + body
+    return (b"POST /test/echo/a/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + AUTHORIZATION +
+            headers + b"\r\n" + body)
 
 
 class Framing(unittest.TestCase):

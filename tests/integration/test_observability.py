@@ -6,7 +6,7 @@ import socket
 import subprocess
 import unittest
 
-from harness import Service, wait_until
+from harness import ADMIN_TOKEN, Service, wait_until
 
 
 def raw_request(port, raw):
@@ -79,7 +79,8 @@ class LogLines(unittest.TestCase):
             cases = {"req-long": long_path, "req-raw-bytes": b"/caf\xc3\xa9/\xff\xfe/\xc0\xaf/end",
                      "req-percent": b"/x/%FF%FE/end", "req-quotes": b'/"quoted"/\\back'}
             for request_id, path in cases.items():
-                reply = raw_request(svc.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Request-Id: " +
+                reply = raw_request(svc.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                    ADMIN_TOKEN.encode() + b"\r\nX-Request-Id: " +
                                     request_id.encode() + b"\r\nConnection: close\r\n\r\n")
                 self.assertTrue(reply.startswith(b"HTTP/1.1 404"), reply[:80])
             for request_id in cases:

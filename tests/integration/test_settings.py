@@ -45,6 +45,11 @@ BAD = {
     "STANDIN_LATENCY_MS": "fast",
     "STANDIN_FAILURE_RATE": "1.5",
     "LUAJIT_OFF": "maybe",
+    "JWT_SECRET": "too-short",
+    "JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem",
+    "JWT_ISSUER": "i" * 300,
+    "JWT_AUDIENCE": "a" * 300,
+    "ORDERSERVICE_ENV": "staging",
 }
 
 
