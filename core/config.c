@@ -103,6 +103,7 @@ int os_config_load(os_config_t *cfg, char *err, size_t errlen)
         env_int("DB_POOL_SIZE", 8, 1, 1000, &cfg->db_pool_size, err, errlen) != 0 ||
         env_int("DB_ACQUIRE_TIMEOUT_MS", 2000, 1, 600000, &cfg->db_acquire_timeout_ms, err, errlen) != 0 ||
         env_int("DB_STATEMENT_TIMEOUT_MS", 30000, 0, 3600000, &cfg->db_statement_timeout_ms, err, errlen) != 0 ||
+        env_int("DB_CONNECT_TIMEOUT_MS", 5000, 1, 600000, &cfg->db_connect_timeout_ms, err, errlen) != 0 ||
         env_bool("MIGRATE_ON_START", 0, &cfg->migrate_on_start, err, errlen) != 0 ||
         env_str("MIGRATIONS_DIR", "./sql/migrations", cfg->migrations_dir, sizeof(cfg->migrations_dir), err, errlen) != 0 ||
         env_str("SEED_DIR", "./seed", cfg->seed_dir, sizeof(cfg->seed_dir), err, errlen) != 0 ||

@@ -129,8 +129,10 @@ static void *worker_main(void *arg)
         kill(getpid(), SIGTERM);
         return NULL;
     }
-    if (os_config.database_url[0] != '\0')
-        worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size);
+    if (os_config.database_url[0] != '\0' &&
+        (worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size, err,
+                                        sizeof(err))) == NULL)
+        os_log(OS_LOG_ERROR, "%s", err); /* main checked the URL; queries then answer 503 */
     worker->http = os_http_pools_create(worker);
     /* One worker per replica runs the jobs; the database arbitrates between replicas. */
     if (os_config.jobs && worker->id == 0)
