@@ -400,8 +400,10 @@ static void conn_down(os_db_conn_t *conn, const char *reason)
     os_db_pool_t *pool = conn->pool;
     char why[256]; /* reason may point into libpq's state, which PQfinish frees */
     snprintf(why, sizeof(why), "%.*s", (int)strcspn(reason, "\n"), reason);
-    if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->backoff_ms == 0)
+    if (conn->state == CONN_IDLE || conn->state == CONN_BUSY)
         os_log(OS_LOG_WARN, "database connection lost: %s", why);
+    else if (conn->backoff_ms == 0) /* once per outage, not at every retry */
+        os_log(OS_LOG_WARN, "cannot connect to the database: %s", why);
     db_task_t *holder = conn->holder;
     if (holder != NULL)
         unhold(conn);
