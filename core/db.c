@@ -776,6 +776,14 @@ static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_
     return 0;
 }
 
+int os_db_url_check(const char *conninfo, char *err, size_t errlen)
+{
+    os_db_pool_t *pool = calloc(1, sizeof(*pool));
+    int rc = pool_parse(pool, conninfo, err, errlen);
+    os_db_pool_destroy(pool);
+    return rc;
+}
+
 os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *conninfo, size_t size, char *err, size_t errlen)
 {
     os_db_pool_t *pool = calloc(1, sizeof(*pool));

@@ -262,12 +262,6 @@ static void task_resume(os_task_t *base, int status)
     task_step(task, 1);
 }
 
-int os_worker_id(void)
-{
-    os_worker_t *worker = os_worker_current();
-    return worker != NULL ? worker->id : -1;
-}
-
 int os_task_retired(os_task_t *base)
 {
     lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base);

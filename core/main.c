@@ -3,6 +3,7 @@
  * serves, migrates or seeds. Everything else lives in the core library.
  */
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "migrate.h"
 #include "server.h"
@@ -106,6 +107,10 @@ int main(int argc, char **argv)
         return seed() == 0 ? 0 : 1;
     if (strcmp(command, "serve") != 0) {
         fprintf(stderr, "orderservice: unknown command \"%s\"\n%s", command, usage);
+        return 2;
+    }
+    if (os_config.database_url[0] != '\0' && os_db_url_check(os_config.database_url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "orderservice: %s\n", err);
         return 2;
     }
     /* The service starts even when the database is down: requests get 503 until it is back. */

@@ -171,6 +171,12 @@ class Connecting(unittest.TestCase):
             self.assertEqual(r.status, 503)
             self.assertLess(time.monotonic() - started, 2)
 
+    def test_a_database_url_whose_lists_differ_exits_2(self):
+        r = run_binary("serve", env={"DATABASE_URL": "postgresql://postgres@a,b/db?port=1,2,3",
+                                     "PORT": str(free_port())})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("DATABASE_URL", r.stdout + r.stderr)
+
     def test_a_bad_connect_timeout_exits_2_naming_it(self):
         r = run_binary("serve", env={"DB_CONNECT_TIMEOUT_MS": "soon", "PORT": str(free_port())})
         self.assertEqual(r.returncode, 2)
