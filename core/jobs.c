@@ -10,6 +10,7 @@
  * taking the replica out of service. Readers are other threads, hence the mutex; it is
  * taken a few times per job cycle and per probe, never in a hot path.
  */
+#include "jobs.h"
 #include "ffi.h"
 #include "timer.h"
 
@@ -71,10 +72,10 @@ void os_job_succeeded(const char *name)
 size_t os_jobs_stalled(char *buf, size_t cap)
 {
     size_t len = 0;
-    uint64_t now = os_clock_ms();
     if (cap > 0)
         buf[0] = '\0';
     pthread_mutex_lock(&lock);
+    uint64_t now = os_clock_ms(); /* under the lock: no since_ms can be later than now */
     for (size_t i = 0; i < njobs; i++) {
         uint64_t idle = now - jobs[i].since_ms;
         if (idle <= (uint64_t)(STALL_INTERVALS * jobs[i].every_ms + STALL_MARGIN_MS))

@@ -194,7 +194,7 @@ static void finish(lua_task_t *task)
     const char *route = lua_tostring(co, 4);
     if (task->background) {
         /* The job runner returns when a reload retired its VM or the worker stops: routine. */
-        os_log(OS_LOG_INFO, "background jobs stopped on a retired script generation");
+        os_log(OS_LOG_INFO, "background jobs stopped");
         return;
     }
     if (status < 100 || status > 599 || body == NULL) {

@@ -7,6 +7,7 @@
  */
 #include "metrics.h"
 #include "ffi.h"
+#include "jobs.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

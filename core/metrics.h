@@ -22,7 +22,4 @@ void os_metrics_count_reload(os_metrics_t *m, int ok);
 void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
                            uint64_t db_waiting);
 
-/** Appends the jobs' metrics (jobs.c) to buf like snprintf: returns the length the text needs. */
-size_t os_jobs_render(char *buf, size_t cap);
-
 #endif
