@@ -230,11 +230,13 @@ class Transactions(unittest.TestCase):
     def test_a_backend_killed_while_its_transaction_waits_on_something_else_breaks_only_that_transaction(self):
         # The task is pinned but sleeping, not waiting on the connection: it must not be resumed
         # by the connection's failure (that was a double resume); its next query fails instead.
-        t, result = self.background("/test/tx-hold?ms=1&pause_ms=1500")
+        t, result = self.background("/test/tx-hold?ms=1&pause_ms=1500&again=1")
         self.kill_backend_running("pg_backend_pid")
         t.join()
         self.assertEqual(result["r"].status, 503, result["r"].body)
         self.assertIn("lost inside the transaction", result["r"].json()["error"])
+        # The same task's next transaction works (a job's task lives on after such a failure).
+        self.assertEqual(result["r"].json()["details"]["again"], 2)
         self.assert_pool_recovers()
         self.assertNotIn("ignored a completion", self.svc.logs())
 
