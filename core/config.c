@@ -56,6 +56,7 @@ static const setting_t settings[] = {
     {"DB_POOL_SIZE", T_INT, F(db_pool_size), "8", 1, 1000, 1},
     {"DB_ACQUIRE_TIMEOUT_MS", T_INT, F(db_acquire_timeout_ms), "2000", 1, 600000, 1},
     {"DB_STATEMENT_TIMEOUT_MS", T_INT, F(db_statement_timeout_ms), "30000", 0, 3600000, 1},
+    {"DB_CONNECT_TIMEOUT_MS", T_INT, F(db_connect_timeout_ms), "5000", 1, 600000, 1},
     {"MIGRATE_ON_START", T_BOOL, F(migrate_on_start), "0", 0, 0, 1},
     {"MIGRATIONS_DIR", T_STR, F(migrations_dir), "./sql/migrations", 0, 0, 1},
     {"SEED_DIR", T_STR, F(seed_dir), "./seed", 0, 0, 1},

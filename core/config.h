@@ -21,6 +21,7 @@ typedef struct os_config {
     int db_pool_size;
     int db_acquire_timeout_ms;
     int db_statement_timeout_ms;
+    int db_connect_timeout_ms; /* bounds one name resolution or one connection attempt */
     int migrate_on_start;
     char migrations_dir[1024];
     char seed_dir[1024];

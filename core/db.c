@@ -1,63 +1,128 @@
 /*
- * db.c - owns each worker's PostgreSQL connections (DB_POOL_SIZE of them, DATABASE_URL)
- * and runs queries without ever blocking the worker.
+ * db.c - owns each worker's PostgreSQL connections (DB_POOL_SIZE of them, DATABASE_URL,
+ * DB_CONNECT_TIMEOUT_MS, DB_ACQUIRE_TIMEOUT_MS) and runs queries without ever blocking the worker.
  *
- * Every connection is non-blocking libpq (PQconnectStartParams / PQconnectPoll, then
- * PQsend* and PQconsumeInput) watched by the worker's h2o loop through a socket made on
- * a dup() of libpq's descriptor: h2o may close its copy while libpq keeps its own.
+ * Connecting: DATABASE_URL is parsed once (PQconninfoParse) into its targets, one per host of a
+ * multi-host URL. For each target a host name is resolved by h2o's resolver threads, never on
+ * the loop, and every address is tried in turn with libpq connecting by `hostaddr` (`host`
+ * stays, for TLS and target_session_attrs). Each resolution and each attempt is bounded by
+ * DB_CONNECT_TIMEOUT_MS; when every address of every target failed, the connection waits out
+ * an exponential backoff with jitter and starts over. libpq may close its socket and open
+ * another (with the same number) between PQconnectPoll steps, so the loop's watch is made
+ * afresh after every step, on a dup() of libpq's descriptor (h2o closes its copy, libpq its own).
  *
- * A task asks for a query; it gets an idle connection or waits in a FIFO queue for at most
- * DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT, which the Lua side answers with 503). When no
- * connection is up at all the request fails at once with OS_EUNAVAILABLE rather than
- * queueing behind a dead database. Statements are prepared once per connection under the
- * name the Lua side gives them. A broken connection fails the query on it, is closed, and
- * is reconnected after an exponential backoff with jitter.
+ * Queries: a task asks for a query; it gets an idle connection or waits in a FIFO queue for at
+ * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
+ * once with OS_EUNAVAILABLE. Statements are prepared once per connection under the name the
+ * Lua side gives them. Results are read only while !PQisBusy, until PQgetResult says NULL.
+ *
+ * Ownership: the wait (queued, then the query) is the task's operation (task.h), completed
+ * here exactly once; the per-task state (a held or pinned connection, the pending statement,
+ * the last result) is this file's, released by its done callback when the task is freed.
+ * A connection is held by at most one task (conn->holder <-> holder->conn, state BUSY). When a
+ * connection dies, its holder is resumed only if it is waiting on that connection's query; a
+ * task that merely has it pinned finds its transaction broken at its next query, and its
+ * next transaction gets a fresh connection.
  */
 #include "db.h"
 #include "config.h"
 #include "ffi.h"
 #include "log.h"
+#include "random.h"
+#include "task.h"
 
-#include <stdarg.h>
+#include <arpa/inet.h>
+#include <assert.h>
+#include <h2o/hostinfo.h>
+#include <libpq-fe.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+#define MAX_ADDRS 16
+
+enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
 enum conn_step { STEP_NONE, STEP_PREPARE, STEP_EXECUTE };
+enum task_phase { PHASE_NONE, PHASE_ACQUIRE, PHASE_QUERY };
+
+typedef struct db_task db_task_t;
 
 struct os_db_conn {
     os_db_pool_t *pool;
     PGconn *pg;
     h2o_socket_t *sock;
-    int sock_fd; /* libpq's descriptor that sock watches (through a dup) */
     int state;
     int step;
+    int poll_write; /* while connecting: PQconnectPoll asked for writability (else readability) */
     int want_write;
-    os_task_t *task;
+    db_task_t *holder; /* the task holding the connection (state BUSY) */
+    PGresult *pending; /* the command's first result, until PQgetResult says NULL */
     char **prepared;
     size_t nprepared;
-    os_timer_t retry_timer;
+    os_timer_t retry_timer;   /* backoff after every address of every target failed */
+    os_timer_t connect_timer; /* bounds the resolution or the attempt in progress */
     uint64_t backoff_ms;
+    size_t target;
+    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+    size_t naddrs, addr;
+    h2o_hostinfo_getaddr_req_t *resolving;
+    char last_error[256];
 };
+typedef struct os_db_conn os_db_conn_t;
+
+typedef struct db_target {
+    char *host;     /* NULL: libpq's default (a Unix socket) */
+    char *hostaddr; /* given in the URL, else filled per attempt */
+    char *port;
+} db_target_t;
+
+/* Connection keywords: slots 0-2 are host, hostaddr and port, set per attempt. */
+enum { KEY_HOST, KEY_HOSTADDR, KEY_PORT, KEY_FIXED };
 
 struct os_db_pool {
     os_worker_t *worker;
-    char *conninfo;
+    PQconninfoOption *parsed; /* owns the strings keys/values point to */
+    const char **keys, **values;
+    char options[512];
+    db_target_t *targets;
+    size_t ntargets;
+    char *lists; /* the split host/hostaddr/port lists targets point into */
     os_db_conn_t *conns;
     size_t size;
     h2o_linklist_t waiters;
     size_t nwaiting;
 };
 
-static void conn_poll_connect(os_db_conn_t *conn);
+/* What db.c keeps per task: the held connection and the query in preparation. */
+struct db_task {
+    os_task_ext_t ext; /* first: task->ext[OS_TASK_EXT_DB] points here */
+    os_task_t *task;
+    os_op_t op; /* the wait: queued (PHASE_ACQUIRE), then the query (PHASE_QUERY) */
+    int phase;
+    os_timer_t acquire_timer;
+    h2o_linklist_t waiter_link;
+    os_db_conn_t *conn;
+    int pinned;   /* inside db.transaction; pinned with conn == NULL: the connection died */
+    int want_pin; /* the acquire is for a transaction */
+    char *stmt_name;
+    char *stmt_sql;
+    int nparams;
+    char **params;
+    PGresult *result;
+};
+
+static void conn_connect(os_db_conn_t *conn);
+static void conn_try_target(os_db_conn_t *conn);
+static void conn_try_addr(os_db_conn_t *conn);
+static void conn_down(os_db_conn_t *conn, const char *reason);
 static void conn_on_readable(h2o_socket_t *sock, const char *err);
 static void conn_on_writable(h2o_socket_t *sock, const char *err);
 static void pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn);
 static void query_start(os_db_conn_t *conn);
 
-/* ---- connection life ---- */
+/* ---- the loop's watch on libpq's socket ---- */
 
 static void conn_unwatch(os_db_conn_t *conn)
 {
@@ -65,26 +130,7 @@ static void conn_unwatch(os_db_conn_t *conn)
         h2o_socket_close(conn->sock);
         conn->sock = NULL;
     }
-    conn->sock_fd = -1;
     conn->want_write = 0;
-}
-
-static int conn_watch(os_db_conn_t *conn)
-{
-    int fd = PQsocket(conn->pg);
-    if (fd < 0)
-        return -1;
-    if (conn->sock != NULL && conn->sock_fd == fd)
-        return 0;
-    conn_unwatch(conn);
-    int dupfd = dup(fd);
-    if (dupfd < 0)
-        return -1;
-    conn->sock = h2o_evloop_socket_create(conn->pool->worker->ctx.loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
-    conn->sock->data = conn;
-    conn->sock_fd = fd;
-    h2o_socket_read_start(conn->sock, conn_on_readable);
-    return 0;
 }
 
 static void conn_want_write(os_db_conn_t *conn)
@@ -93,6 +139,22 @@ static void conn_want_write(os_db_conn_t *conn)
         conn->want_write = 1;
         h2o_socket_notify_write(conn->sock, conn_on_writable);
     }
+}
+
+/* Watches libpq's current socket afresh: whether it is the same one cannot be told from its number. */
+static int conn_watch(os_db_conn_t *conn)
+{
+    conn_unwatch(conn);
+    int fd = PQsocket(conn->pg);
+    if (fd < 0)
+        return -1;
+    int dupfd = dup(fd);
+    if (dupfd < 0)
+        return -1;
+    conn->sock = h2o_evloop_socket_create(conn->pool->worker->ctx.loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
+    conn->sock->data = conn;
+    h2o_socket_read_start(conn->sock, conn_on_readable);
+    return 0;
 }
 
 static void free_prepared(os_db_conn_t *conn)
@@ -104,9 +166,6 @@ static void free_prepared(os_db_conn_t *conn)
     conn->nprepared = 0;
 }
 
-static void on_retry(os_timer_t *timer);
-static void conn_fail(os_db_conn_t *conn, const char *why);
-
 /* Server notices ("relation already exists, skipping") go to the log, not raw to stderr. */
 static void on_notice(void *arg, const char *message)
 {
@@ -114,66 +173,145 @@ static void on_notice(void *arg, const char *message)
     os_log(OS_LOG_DEBUG, "database notice: %.*s", (int)strcspn(message, "\n"), message);
 }
 
-/* Starts a non-blocking connection attempt. */
-static void conn_connect(os_db_conn_t *conn)
+static void record_error(os_db_conn_t *conn, const char *why)
 {
-    static const char *keys[] = {"dbname", "application_name", "options", NULL};
-    char options[128];
-    snprintf(options, sizeof(options), "-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=%d",
-             os_config.db_statement_timeout_ms);
-    const char *values[] = {conn->pool->conninfo, "orderservice", options, NULL};
-    conn->pg = PQconnectStartParams(keys, values, 1);
+    snprintf(conn->last_error, sizeof(conn->last_error), "%.*s", (int)strcspn(why, "\n"), why);
+}
+
+/* ---- connecting: targets, then their addresses ---- */
+
+static void close_pg(os_db_conn_t *conn)
+{
+    conn_unwatch(conn);
+    if (conn->pg != NULL)
+        PQfinish(conn->pg);
+    conn->pg = NULL;
+}
+
+/* The attempt on the current address failed: try the next address, then the next target. */
+static void attempt_failed(os_db_conn_t *conn, const char *why)
+{
+    record_error(conn, why);
+    os_log(OS_LOG_DEBUG, "database connection attempt failed: %s", conn->last_error);
+    os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
+    close_pg(conn);
+    conn->addr++;
+    conn_try_addr(conn);
+}
+
+static void on_connect_timeout(os_timer_t *timer)
+{
+    os_db_conn_t *conn = H2O_STRUCT_FROM_MEMBER(os_db_conn_t, connect_timer, timer);
+    char why[128];
+    if (conn->state == CONN_RESOLVING) {
+        h2o_hostinfo_getaddr_cancel(conn->resolving);
+        conn->resolving = NULL;
+        snprintf(why, sizeof(why), "resolving %s took over %d ms", conn->pool->targets[conn->target].host,
+                 os_config.db_connect_timeout_ms);
+        record_error(conn, why);
+        conn->target++;
+        conn_try_target(conn);
+        return;
+    }
+    snprintf(why, sizeof(why), "connecting took over %d ms", os_config.db_connect_timeout_ms);
+    attempt_failed(conn, why);
+}
+
+/* Starts libpq on the current address (or on the target's host when it needs no resolving). */
+static void conn_try_addr(os_db_conn_t *conn)
+{
+    os_db_pool_t *pool = conn->pool;
+    db_target_t *t = &pool->targets[conn->target];
+    if (conn->addr >= conn->naddrs) {
+        conn->target++;
+        conn_try_target(conn);
+        return;
+    }
+    pool->values[KEY_HOST] = t->host;
+    pool->values[KEY_HOSTADDR] = conn->addrs[conn->addr][0] != '\0' ? conn->addrs[conn->addr] : NULL;
+    pool->values[KEY_PORT] = t->port;
     conn->state = CONN_CONNECTING;
-    if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD || PQsetnonblocking(conn->pg, 1) != 0 ||
-        conn_watch(conn) != 0) {
-        conn_fail(conn, conn->pg != NULL ? PQerrorMessage(conn->pg) : "out of memory");
+    conn->pg = PQconnectStartParams(pool->keys, pool->values, 0);
+    os_timer_start(&pool->worker->timers, &conn->connect_timer, (uint64_t)os_config.db_connect_timeout_ms);
+    if (conn->pg == NULL) {
+        attempt_failed(conn, "out of memory");
+        return;
+    }
+    if (PQstatus(conn->pg) == CONNECTION_BAD || PQsetnonblocking(conn->pg, 1) != 0 || conn_watch(conn) != 0) {
+        attempt_failed(conn, PQerrorMessage(conn->pg));
         return;
     }
     PQsetNoticeProcessor(conn->pg, on_notice, NULL);
+    /* libpq's contract: after PQconnectStart, wait until the socket is writable, then poll. */
+    conn->poll_write = 1;
     conn_want_write(conn);
 }
 
-/* Closes a broken connection, fails the query on it, and schedules a reconnect. */
-static void conn_fail(os_db_conn_t *conn, const char *reason)
+static void on_resolved(h2o_hostinfo_getaddr_req_t *req, const char *errstr, struct addrinfo *res, void *data)
 {
-    os_task_t *task = conn->task;
-    char why[256]; /* reason may point into libpq's state, which PQfinish frees */
-    snprintf(why, sizeof(why), "%.*s", (int)strcspn(reason, "\n"), reason);
-    if (conn->state != CONN_CONNECTING || conn->backoff_ms == 0)
-        os_log(OS_LOG_WARN, "database connection lost: %s", why);
-    conn_unwatch(conn);
-    PQfinish(conn->pg);
-    conn->pg = NULL;
-    conn->state = CONN_DOWN;
-    conn->step = STEP_NONE;
-    conn->task = NULL;
-    free_prepared(conn);
-    /* Jitter keeps the workers of all replicas from reconnecting in lockstep after an outage. */
-    conn->backoff_ms = conn->backoff_ms ? conn->backoff_ms * 2 : 100;
-    if (conn->backoff_ms > 5000)
-        conn->backoff_ms = 5000;
-    os_timer_start(&conn->pool->worker->timers, &conn->retry_timer,
-                   conn->backoff_ms / 2 + (uint64_t)rand() % (conn->backoff_ms / 2 + 1));
-    if (task != NULL) {
-        task->conn = NULL;
-        task->pin_broken = task->pinned; /* the rest of that transaction must fail, not autocommit */
-        task->pinned = 0;
-        os_task_set_error(task, "database unavailable: %s", why);
-        os_task_resume(task, OS_EUNAVAILABLE);
+    os_db_conn_t *conn = data;
+    (void)req;
+    conn->resolving = NULL;
+    os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
+    conn->naddrs = conn->addr = 0;
+    for (struct addrinfo *ai = res; errstr == NULL && ai != NULL && conn->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+        const void *a = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                        : ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                                                    : NULL;
+        if (a != NULL && inet_ntop(ai->ai_family, a, conn->addrs[conn->naddrs], INET6_ADDRSTRLEN) != NULL)
+            conn->naddrs++;
     }
-    /* Waiters would otherwise sit out their whole timeout behind a pool that is down. */
+    if (conn->naddrs == 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", conn->pool->targets[conn->target].host,
+                 errstr != NULL ? errstr : "no address");
+        record_error(conn, why);
+        conn->target++;
+        conn_try_target(conn);
+        return;
+    }
+    conn_try_addr(conn);
+}
+
+static int needs_resolving(const db_target_t *t)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return t->host != NULL && t->host[0] != '/' && t->host[0] != '@' && t->hostaddr == NULL &&
+           inet_pton(AF_INET, t->host, buf) != 1 && inet_pton(AF_INET6, t->host, buf) != 1;
+}
+
+static void conn_try_target(os_db_conn_t *conn)
+{
     os_db_pool_t *pool = conn->pool;
-    for (size_t i = 0; i < pool->size; i++)
-        if (pool->conns[i].state != CONN_DOWN)
-            return;
-    while (!h2o_linklist_is_empty(&pool->waiters)) {
-        os_task_t *waiter = H2O_STRUCT_FROM_MEMBER(os_task_t, waiter_link, pool->waiters.next);
-        h2o_linklist_unlink(&waiter->waiter_link);
-        pool->nwaiting--;
-        os_timer_stop(&pool->worker->timers, &waiter->timer);
-        os_task_set_error(waiter, "database unavailable");
-        os_task_resume(waiter, OS_EUNAVAILABLE);
+    if (conn->target >= pool->ntargets) {
+        conn_down(conn, conn->last_error);
+        return;
     }
+    db_target_t *t = &pool->targets[conn->target];
+    conn->naddrs = 1;
+    conn->addr = 0;
+    if (!needs_resolving(t)) {
+        /* A socket path, a literal address, or a hostaddr the URL gave: libpq resolves nothing. */
+        const char *addr = t->hostaddr != NULL ? t->hostaddr : t->host != NULL && t->host[0] != '/' && t->host[0] != '@' ? t->host : "";
+        snprintf(conn->addrs[0], sizeof(conn->addrs[0]), "%s", addr);
+        conn_try_addr(conn);
+        return;
+    }
+    conn->state = CONN_RESOLVING;
+    os_timer_start(&pool->worker->timers, &conn->connect_timer, (uint64_t)os_config.db_connect_timeout_ms);
+    const char *port = t->port != NULL ? t->port : "5432";
+    conn->resolving = h2o_hostinfo_getaddr(&pool->worker->ctx.receivers.hostinfo_getaddr,
+                                           h2o_iovec_init(t->host, strlen(t->host)), h2o_iovec_init(port, strlen(port)),
+                                           AF_UNSPEC, SOCK_STREAM, IPPROTO_TCP, AI_ADDRCONFIG | AI_NUMERICSERV,
+                                           on_resolved, conn);
+}
+
+/* Starts a round over every target. */
+static void conn_connect(os_db_conn_t *conn)
+{
+    conn->target = 0;
+    conn->last_error[0] = '\0';
+    conn_try_target(conn);
 }
 
 static void on_retry(os_timer_t *timer)
@@ -186,16 +324,23 @@ static void conn_poll_connect(os_db_conn_t *conn)
 {
     switch (PQconnectPoll(conn->pg)) {
     case PGRES_POLLING_READING:
+        conn->poll_write = 0;
         if (conn_watch(conn) != 0)
-            conn_fail(conn, "no socket");
+            attempt_failed(conn, "libpq has no socket");
         return;
     case PGRES_POLLING_WRITING:
+        conn->poll_write = 1;
         if (conn_watch(conn) != 0)
-            conn_fail(conn, "no socket");
+            attempt_failed(conn, "libpq has no socket");
         else
             conn_want_write(conn);
         return;
     case PGRES_POLLING_OK:
+        os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
+        if (conn_watch(conn) != 0) {
+            attempt_failed(conn, "libpq has no socket");
+            return;
+        }
         if (conn->backoff_ms != 0)
             os_log(OS_LOG_INFO, "database connection re-established");
         conn->backoff_ms = 0;
@@ -203,8 +348,105 @@ static void conn_poll_connect(os_db_conn_t *conn)
         pool_hand_over(conn->pool, conn);
         return;
     default:
-        conn_fail(conn, PQerrorMessage(conn->pg));
+        attempt_failed(conn, PQerrorMessage(conn->pg));
         return;
+    }
+}
+
+/* ---- a connection's holder ---- */
+
+static void free_pending(db_task_t *dt)
+{
+    for (int i = 0; i < dt->nparams; i++)
+        free(dt->params[i]);
+    free(dt->params);
+    free(dt->stmt_name);
+    free(dt->stmt_sql);
+    dt->params = NULL;
+    dt->stmt_name = dt->stmt_sql = NULL;
+    dt->nparams = 0;
+}
+
+static void hold(os_db_conn_t *conn, db_task_t *dt)
+{
+    assert(conn->state == CONN_IDLE && conn->holder == NULL && dt->conn == NULL);
+    conn->holder = dt;
+    dt->conn = conn;
+    conn->state = CONN_BUSY;
+}
+
+static void unhold(os_db_conn_t *conn)
+{
+    assert(conn->holder != NULL && conn->holder->conn == conn);
+    conn->holder->conn = NULL;
+    conn->holder = NULL;
+}
+
+/* The holder gives the connection back: to the pool when its session is clean, else closed. */
+static void release(os_db_conn_t *conn)
+{
+    unhold(conn);
+    if (conn->step != STEP_NONE || PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
+        /* A coroutine that finished inside a transaction leaves the session in an unknown state. */
+        conn_down(conn, "released inside a transaction");
+        return;
+    }
+    conn->state = CONN_IDLE;
+    pool_hand_over(conn->pool, conn);
+}
+
+/* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
+static void conn_down(os_db_conn_t *conn, const char *reason)
+{
+    os_db_pool_t *pool = conn->pool;
+    char why[256]; /* reason may point into libpq's state, which PQfinish frees */
+    snprintf(why, sizeof(why), "%.*s", (int)strcspn(reason, "\n"), reason);
+    if (conn->state == CONN_IDLE || conn->state == CONN_BUSY)
+        os_log(OS_LOG_WARN, "database connection lost: %s", why);
+    else if (conn->backoff_ms == 0) /* once per outage, not at every retry */
+        os_log(OS_LOG_WARN, "cannot connect to the database: %s", why);
+    db_task_t *holder = conn->holder;
+    if (holder != NULL)
+        unhold(conn);
+    os_timer_stop(&pool->worker->timers, &conn->connect_timer);
+    if (conn->resolving != NULL) {
+        h2o_hostinfo_getaddr_cancel(conn->resolving);
+        conn->resolving = NULL;
+    }
+    close_pg(conn);
+    PQclear(conn->pending);
+    conn->pending = NULL;
+    conn->state = CONN_DOWN;
+    conn->step = STEP_NONE;
+    free_prepared(conn);
+    /* Jitter keeps the workers of all replicas from reconnecting in lockstep after an outage. */
+    conn->backoff_ms = conn->backoff_ms ? conn->backoff_ms * 2 : 100;
+    if (conn->backoff_ms > 5000)
+        conn->backoff_ms = 5000;
+    os_timer_start(&pool->worker->timers, &conn->retry_timer,
+                   conn->backoff_ms / 2 + os_random_below(conn->backoff_ms / 2 + 1));
+    /* Only a holder waiting on this connection's query is resumed; a pinned one that is doing
+     * something else (or has a resume pending) learns at its next query. */
+    if (holder != NULL && holder->phase == PHASE_QUERY && os_op_pending(&holder->op)) {
+        holder->phase = PHASE_NONE;
+        free_pending(holder);
+        os_task_set_error(holder->task, "database unavailable: %s", why);
+        os_op_complete(&holder->op, OS_EUNAVAILABLE);
+    }
+    /* Waiters would otherwise sit out their whole timeout behind a pool that is down. */
+    for (size_t i = 0; i < pool->size; i++)
+        if (pool->conns[i].state != CONN_DOWN)
+            return;
+    while (!h2o_linklist_is_empty(&pool->waiters)) {
+        db_task_t *waiter = H2O_STRUCT_FROM_MEMBER(db_task_t, waiter_link, pool->waiters.next);
+        h2o_linklist_unlink(&waiter->waiter_link);
+        pool->nwaiting--;
+        os_timer_stop(&pool->worker->timers, &waiter->acquire_timer);
+        waiter->phase = PHASE_NONE;
+        waiter->want_pin = 0;
+        free_pending(waiter);
+        os_task_set_error(waiter->task, "database unavailable: %s", why);
+        os_op_complete(&waiter->op, OS_EUNAVAILABLE);
     }
 }
 
@@ -231,111 +473,123 @@ static void conn_flush(os_db_conn_t *conn)
 {
     int r = PQflush(conn->pg);
     if (r < 0)
-        conn_fail(conn, PQerrorMessage(conn->pg));
+        conn_down(conn, PQerrorMessage(conn->pg));
     else if (r > 0)
         conn_want_write(conn);
 }
 
 static void query_start(os_db_conn_t *conn)
 {
-    os_task_t *task = conn->task;
+    db_task_t *dt = conn->holder;
     int ok;
-    conn->state = CONN_BUSY;
-    if (task->stmt_name[0] == '\0') {
-        ok = PQsendQueryParams(conn->pg, task->stmt_sql, task->nparams, NULL, (const char *const *)task->params, NULL,
-                               NULL, 0);
+    assert(conn->state == CONN_BUSY && dt != NULL && dt->phase == PHASE_QUERY && conn->step == STEP_NONE);
+    if (dt->stmt_name[0] == '\0') {
+        ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
+                               0);
         conn->step = STEP_EXECUTE;
-    } else if (!is_prepared(conn, task->stmt_name)) {
-        ok = PQsendPrepare(conn->pg, task->stmt_name, task->stmt_sql, task->nparams, NULL);
+    } else if (!is_prepared(conn, dt->stmt_name)) {
+        ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
         conn->step = STEP_PREPARE;
     } else {
-        ok = PQsendQueryPrepared(conn->pg, task->stmt_name, task->nparams, (const char *const *)task->params, NULL,
-                                 NULL, 0);
+        ok = PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0);
         conn->step = STEP_EXECUTE;
     }
     if (!ok) {
-        conn_fail(conn, PQerrorMessage(conn->pg));
+        conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
     conn_flush(conn);
 }
 
-static void free_pending(os_task_t *task)
-{
-    for (int i = 0; i < task->nparams; i++)
-        free(task->params[i]);
-    free(task->params);
-    free(task->stmt_name);
-    free(task->stmt_sql);
-    task->params = NULL;
-    task->stmt_name = task->stmt_sql = NULL;
-    task->nparams = 0;
-}
-
-/* A query finished on conn: give the result to its task and the connection to the next. */
+/* The command on conn has delivered all its results (res is the one that counts). */
 static void query_done(os_db_conn_t *conn, PGresult *res)
 {
-    os_task_t *task = conn->task;
+    db_task_t *dt = conn->holder;
+    assert(dt != NULL && dt->phase == PHASE_QUERY && os_op_pending(&dt->op));
     ExecStatusType st = PQresultStatus(res);
-    int status = OS_OK;
     if (conn->step == STEP_PREPARE && st == PGRES_COMMAND_OK) {
         PQclear(res);
-        remember_prepared(conn, task->stmt_name);
+        remember_prepared(conn, dt->stmt_name);
         conn->step = STEP_EXECUTE;
-        if (!PQsendQueryPrepared(conn->pg, task->stmt_name, task->nparams, (const char *const *)task->params, NULL,
-                                 NULL, 0))
-            conn_fail(conn, PQerrorMessage(conn->pg));
+        if (!PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0))
+            conn_down(conn, PQerrorMessage(conn->pg));
         else
             conn_flush(conn);
         return;
     }
+    int status = OS_OK;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        os_task_set_error(task, "%s", PQresultErrorMessage(res));
-        task->error[strcspn(task->error, "\n")] = '\0';
+        os_task_set_error(dt->task, "%s", PQresultErrorMessage(res));
+        dt->task->error[strcspn(dt->task->error, "\n")] = '\0';
         status = OS_ERR;
     }
     conn->step = STEP_NONE;
-    free_pending(task);
-    PQclear(task->result);
-    task->result = res;
-    if (!task->pinned) {
-        task->conn = NULL;
-        conn->task = NULL;
-        conn->state = CONN_IDLE;
-        pool_hand_over(conn->pool, conn); /* waiters first: a busy task must not starve the queue */
+    dt->phase = PHASE_NONE;
+    free_pending(dt);
+    PQclear(dt->result);
+    dt->result = res;
+    if (PQstatus(conn->pg) == CONNECTION_BAD) {
+        /* "terminating connection" (57P01) and the like: the result goes to the task (the Lua
+         * side classifies its SQLSTATE), the connection is closed; a pinned holder's
+         * transaction is over. */
+        unhold(conn);
+        conn_down(conn, "server closed the connection");
+    } else if (!dt->pinned) {
+        release(conn); /* waiters first: a busy task must not starve the queue */
     }
-    os_task_resume(task, status);
+    os_op_complete(&dt->op, status);
+}
+
+/* Keeps the first error result of a command (a later one never hides it). */
+static void keep_result(os_db_conn_t *conn, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    int is_error = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+    ExecStatusType pst = conn->pending != NULL ? PQresultStatus(conn->pending) : PGRES_COMMAND_OK;
+    if (conn->pending == NULL || (is_error && (pst == PGRES_COMMAND_OK || pst == PGRES_TUPLES_OK))) {
+        PQclear(conn->pending);
+        conn->pending = r;
+    } else {
+        PQclear(r);
+    }
 }
 
 static void conn_read_results(os_db_conn_t *conn)
 {
     if (!PQconsumeInput(conn->pg)) {
-        conn_fail(conn, PQerrorMessage(conn->pg));
+        conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
-    /* Notices and stray input on an idle connection are consumed above; nothing to deliver. */
+    /* PQgetResult would block while libpq is busy: take results only while it is not. */
     while (conn->step != STEP_NONE && !PQisBusy(conn->pg)) {
-        PGresult *res = PQgetResult(conn->pg), *next;
-        if (res == NULL)
+        PGresult *r = PQgetResult(conn->pg);
+        if (r != NULL) {
+            keep_result(conn, r);
+            continue;
+        }
+        PGresult *res = conn->pending;
+        conn->pending = NULL;
+        if (res == NULL) {
+            conn_down(conn, "the server sent no result");
             return;
-        /* A single statement yields one result then NULL; drain to keep the protocol in step. */
-        while ((next = PQgetResult(conn->pg)) != NULL)
-            PQclear(next);
-        query_done(conn, res);
+        }
+        query_done(conn, res); /* may resume the task, which may use or drop this connection */
         return;
     }
     if (PQstatus(conn->pg) == CONNECTION_BAD)
-        conn_fail(conn, "server closed the connection");
+        conn_down(conn, "server closed the connection");
 }
 
 static void conn_on_readable(h2o_socket_t *sock, const char *err)
 {
     os_db_conn_t *conn = sock->data;
     (void)err;
-    if (conn->state == CONN_CONNECTING)
-        conn_poll_connect(conn);
-    else if (conn->state != CONN_DOWN)
+    if (conn->state == CONN_CONNECTING) {
+        if (!conn->poll_write)
+            conn_poll_connect(conn);
+    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY) {
         conn_read_results(conn);
+    }
 }
 
 /* A write notification fires once; conn_want_write re-arms it when libpq has more to send. */
@@ -344,24 +598,26 @@ static void conn_on_writable(h2o_socket_t *sock, const char *err)
     os_db_conn_t *conn = sock->data;
     (void)err;
     conn->want_write = 0;
-    if (conn->state == CONN_CONNECTING)
-        conn_poll_connect(conn);
-    else if (conn->state != CONN_DOWN)
+    if (conn->state == CONN_CONNECTING) {
+        if (conn->poll_write)
+            conn_poll_connect(conn);
+    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY) {
         conn_flush(conn);
+    }
 }
 
 /* ---- the pool ---- */
 
-static void pool_assign(os_db_conn_t *conn, os_task_t *task)
+static void pool_assign(os_db_conn_t *conn, db_task_t *dt)
 {
-    conn->task = task;
-    task->conn = conn;
-    conn->state = CONN_BUSY;
-    if (task->want_pin) {
-        task->want_pin = 0;
-        task->pinned = 1;
-        os_task_resume(task, OS_OK);
+    hold(conn, dt);
+    if (dt->want_pin) {
+        dt->want_pin = 0;
+        dt->pinned = 1;
+        dt->phase = PHASE_NONE;
+        os_op_complete(&dt->op, OS_OK);
     } else {
+        dt->phase = PHASE_QUERY;
         query_start(conn);
     }
 }
@@ -370,67 +626,182 @@ static void pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn)
 {
     if (h2o_linklist_is_empty(&pool->waiters))
         return;
-    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, waiter_link, pool->waiters.next);
-    h2o_linklist_unlink(&task->waiter_link);
+    db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, waiter_link, pool->waiters.next);
+    assert(dt->phase == PHASE_ACQUIRE && os_op_pending(&dt->op));
+    h2o_linklist_unlink(&dt->waiter_link);
     pool->nwaiting--;
-    os_timer_stop(&pool->worker->timers, &task->timer);
-    pool_assign(conn, task);
+    os_timer_stop(&pool->worker->timers, &dt->acquire_timer);
+    pool_assign(conn, dt);
 }
 
 static void on_acquire_timeout(os_timer_t *timer)
 {
-    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
-    h2o_linklist_unlink(&task->waiter_link);
-    task->worker->db->nwaiting--;
-    task->want_pin = 0;
-    free_pending(task);
-    os_task_set_error(task, "no database connection became free within %d ms", os_config.db_acquire_timeout_ms);
-    os_task_resume(task, OS_ETIMEDOUT);
+    db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, acquire_timer, timer);
+    assert(dt->phase == PHASE_ACQUIRE);
+    h2o_linklist_unlink(&dt->waiter_link);
+    dt->task->worker->db->nwaiting--;
+    dt->want_pin = 0;
+    dt->phase = PHASE_NONE;
+    free_pending(dt);
+    os_task_set_error(dt->task, "no database connection became free within %d ms", os_config.db_acquire_timeout_ms);
+    os_op_complete(&dt->op, OS_ETIMEDOUT);
 }
 
-/* Gets task a connection now, or queues it; returns OS_OK or a failure status. */
-static int pool_acquire(os_task_t *task)
+/* The task is freed while it waits: leave the queue, or drop the connection its query is on. */
+static void cancel_op(os_op_t *op)
 {
-    os_db_pool_t *pool = task->worker->db;
-    int any_up = 0;
-    if (pool == NULL) {
-        os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
-        return OS_EUNAVAILABLE;
+    db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, op, op);
+    os_db_pool_t *pool = dt->task->worker->db;
+    if (dt->phase == PHASE_ACQUIRE) {
+        h2o_linklist_unlink(&dt->waiter_link);
+        pool->nwaiting--;
+        os_timer_stop(&pool->worker->timers, &dt->acquire_timer);
+    } else if (dt->phase == PHASE_QUERY && dt->conn != NULL) {
+        /* The session is mid-command; closing it is the only way to get a clean one back. */
+        os_db_conn_t *conn = dt->conn;
+        unhold(conn);
+        conn_down(conn, "query abandoned by its task");
     }
+    dt->phase = PHASE_NONE;
+    dt->want_pin = 0;
+}
+
+/* Gets dt a connection now, or queues it; returns OS_OK (the op is begun) or a failure status. */
+static int pool_acquire(db_task_t *dt)
+{
+    os_db_pool_t *pool = dt->task->worker->db;
+    int any_up = 0;
     for (size_t i = 0; i < pool->size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         if (conn->state == CONN_IDLE) {
-            task->wait = OS_WAIT_DB_QUERY;
-            pool_assign(conn, task);
+            os_op_begin(dt->task, &dt->op, OS_OP_DB, cancel_op);
+            pool_assign(conn, dt);
             return OS_OK;
         }
         any_up |= conn->state != CONN_DOWN;
     }
     if (!any_up) {
-        os_task_set_error(task, "database unavailable");
+        os_task_set_error(dt->task, "database unavailable: %s",
+                          pool->conns[0].last_error[0] ? pool->conns[0].last_error : "no connection");
         return OS_EUNAVAILABLE;
     }
-    task->wait = OS_WAIT_DB_ACQUIRE;
-    task->timer.cb = on_acquire_timeout;
-    os_timer_start(&pool->worker->timers, &task->timer, (uint64_t)os_config.db_acquire_timeout_ms);
-    h2o_linklist_insert(&pool->waiters, &task->waiter_link);
+    os_op_begin(dt->task, &dt->op, OS_OP_DB, cancel_op);
+    dt->phase = PHASE_ACQUIRE;
+    os_timer_start(&pool->worker->timers, &dt->acquire_timer, (uint64_t)os_config.db_acquire_timeout_ms);
+    h2o_linklist_insert(&pool->waiters, &dt->waiter_link);
     pool->nwaiting++;
     return OS_OK;
 }
 
-os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *conninfo, size_t size)
+/* Splits a comma list in place; returns how many items (empty items are NULL). */
+static size_t split_list(char *s, char **items, size_t max)
+{
+    size_t n = 0;
+    while (s != NULL && n < max) {
+        char *comma = strchr(s, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        items[n++] = *s != '\0' ? s : NULL;
+        s = comma != NULL ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    pool->parsed = PQconninfoParse(conninfo, &msg);
+    if (pool->parsed == NULL) {
+        snprintf(err, errlen, "DATABASE_URL does not parse: %.*s", msg != NULL ? (int)strcspn(msg, "\n") : 13,
+                 msg != NULL ? msg : "out of memory");
+        PQfreemem(msg);
+        return -1;
+    }
+    size_t nopts = 0;
+    const char *host = NULL, *hostaddr = NULL, *port = NULL, *options = NULL;
+    for (PQconninfoOption *o = pool->parsed; o->keyword != NULL; o++)
+        nopts++;
+    pool->keys = calloc(nopts + KEY_FIXED + 3, sizeof(char *));
+    pool->values = calloc(nopts + KEY_FIXED + 3, sizeof(char *));
+    pool->keys[KEY_HOST] = "host";
+    pool->keys[KEY_HOSTADDR] = "hostaddr";
+    pool->keys[KEY_PORT] = "port";
+    size_t k = KEY_FIXED;
+    for (PQconninfoOption *o = pool->parsed; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "options") == 0)
+            options = o->val;
+        else if (strcmp(o->keyword, "application_name") != 0) {
+            pool->keys[k] = o->keyword;
+            pool->values[k++] = o->val;
+        }
+    }
+    snprintf(pool->options, sizeof(pool->options), "%s%s-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=%d",
+             options != NULL ? options : "", options != NULL ? " " : "", os_config.db_statement_timeout_ms);
+    pool->keys[k] = "options";
+    pool->values[k++] = pool->options;
+    pool->keys[k] = "application_name";
+    pool->values[k++] = "orderservice";
+
+    /* One target per host; a single port (or hostaddr) applies to every host. */
+    size_t hlen = host ? strlen(host) : 0, alen = hostaddr ? strlen(hostaddr) : 0, plen = port ? strlen(port) : 0;
+    pool->lists = malloc(hlen + alen + plen + 3);
+    char *hl = pool->lists, *al = hl + hlen + 1, *pl = al + alen + 1;
+    memcpy(hl, host ? host : "", hlen + 1);
+    memcpy(al, hostaddr ? hostaddr : "", alen + 1);
+    memcpy(pl, port ? port : "", plen + 1);
+    char *hosts[64], *addrs[64], *ports[64];
+    size_t nh = host ? split_list(hl, hosts, 64) : 0, na = hostaddr ? split_list(al, addrs, 64) : 0,
+           np = port ? split_list(pl, ports, 64) : 0;
+    size_t n = nh > na ? nh : na;
+    if (n == 0)
+        n = 1;
+    if ((np > 1 && np != n) || (nh > 1 && nh != n) || (na > 1 && na != n)) {
+        snprintf(err, errlen, "DATABASE_URL: host, hostaddr and port lists differ in length");
+        return -1;
+    }
+    pool->targets = calloc(n, sizeof(*pool->targets));
+    pool->ntargets = n;
+    for (size_t i = 0; i < n; i++) {
+        pool->targets[i].host = nh == 0 ? NULL : hosts[nh == 1 ? 0 : i];
+        pool->targets[i].hostaddr = na == 0 ? NULL : addrs[na == 1 ? 0 : i];
+        pool->targets[i].port = np == 0 ? NULL : ports[np == 1 ? 0 : i];
+    }
+    return 0;
+}
+
+int os_db_url_check(const char *conninfo, char *err, size_t errlen)
+{
+    os_db_pool_t *pool = calloc(1, sizeof(*pool));
+    int rc = pool_parse(pool, conninfo, err, errlen);
+    os_db_pool_destroy(pool);
+    return rc;
+}
+
+os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *conninfo, size_t size, char *err, size_t errlen)
 {
     os_db_pool_t *pool = calloc(1, sizeof(*pool));
     pool->worker = worker;
-    pool->conninfo = strdup(conninfo);
+    h2o_linklist_init_anchor(&pool->waiters);
+    if (pool_parse(pool, conninfo, err, errlen) != 0) {
+        pool->size = 0;
+        os_db_pool_destroy(pool);
+        return NULL;
+    }
     pool->size = size;
     pool->conns = calloc(size, sizeof(*pool->conns));
-    h2o_linklist_init_anchor(&pool->waiters);
     for (size_t i = 0; i < size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         conn->pool = pool;
-        conn->sock_fd = -1;
         os_timer_init(&conn->retry_timer, on_retry);
+        os_timer_init(&conn->connect_timer, on_connect_timeout);
         conn_connect(conn);
     }
     return pool;
@@ -443,12 +814,19 @@ void os_db_pool_destroy(os_db_pool_t *pool)
     for (size_t i = 0; i < pool->size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         os_timer_stop(&pool->worker->timers, &conn->retry_timer);
-        conn_unwatch(conn);
-        PQfinish(conn->pg);
+        os_timer_stop(&pool->worker->timers, &conn->connect_timer);
+        if (conn->resolving != NULL)
+            h2o_hostinfo_getaddr_cancel(conn->resolving);
+        close_pg(conn);
+        PQclear(conn->pending);
         free_prepared(conn);
     }
+    PQconninfoFree(pool->parsed);
+    free(pool->keys);
+    free(pool->values);
+    free(pool->targets);
+    free(pool->lists);
     free(pool->conns);
-    free(pool->conninfo);
     free(pool);
 }
 
@@ -465,121 +843,164 @@ void os_db_pool_stats(const os_db_pool_t *pool, os_db_stats_t *out)
     }
 }
 
-void os_db_task_done(os_task_t *task)
+/* ---- per-task state ---- */
+
+/* The task is being freed (its wait, if any, already cancelled): give back what it holds. */
+static void db_task_done(os_task_ext_t *ext)
 {
-    PQclear(task->result);
-    task->result = NULL;
-    free_pending(task);
-    os_db_conn_t *conn = task->conn;
-    if (conn == NULL)
-        return;
-    task->conn = NULL;
-    task->pinned = 0;
-    conn->task = NULL;
-    /* A coroutine that died inside a transaction leaves the session in an unknown state. */
-    if (conn->step != STEP_NONE || PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
-        conn_fail(conn, "released inside a transaction");
-        return;
+    db_task_t *dt = (db_task_t *)ext;
+    assert(!os_op_pending(&dt->op) && dt->phase == PHASE_NONE);
+    if (dt->conn != NULL)
+        release(dt->conn);
+    PQclear(dt->result);
+    free_pending(dt);
+    free(dt);
+}
+
+static db_task_t *db_task(os_task_t *task)
+{
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    if (dt == NULL && (dt = calloc(1, sizeof(*dt))) != NULL) {
+        dt->ext.done = db_task_done;
+        dt->task = task;
+        os_timer_init(&dt->acquire_timer, on_acquire_timeout);
+        task->ext[OS_TASK_EXT_DB] = &dt->ext;
     }
-    conn->state = CONN_IDLE;
-    pool_hand_over(conn->pool, conn);
+    return dt;
+}
+
+static PGresult *result_of(os_task_t *task)
+{
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    return dt != NULL ? dt->result : NULL;
 }
 
 /* ---- FFI ---- */
 
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
 {
-    if (task->wait != OS_WAIT_NONE || sql == NULL || nparams < 0) {
+    db_task_t *dt = db_task(task);
+    if (dt == NULL) {
+        os_task_set_error(task, "out of memory");
+        return OS_ERR;
+    }
+    if (task->op != NULL || sql == NULL || nparams < 0) {
         os_task_set_error(task, "bad query call");
         return OS_ESTATE;
     }
-    if (task->pin_broken) {
+    if (task->worker->db == NULL) {
+        os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
+        return OS_EUNAVAILABLE;
+    }
+    if (dt->pinned && dt->conn == NULL) {
         os_task_set_error(task, "database connection lost inside the transaction");
         return OS_EUNAVAILABLE;
     }
-    PQclear(task->result);
-    task->result = NULL;
-    task->stmt_name = strdup(name != NULL ? name : "");
-    task->stmt_sql = strdup(sql);
-    task->nparams = nparams;
-    task->params = calloc((size_t)nparams + 1, sizeof(char *));
+    PQclear(dt->result);
+    dt->result = NULL;
+    dt->stmt_name = strdup(name != NULL ? name : "");
+    dt->stmt_sql = strdup(sql);
+    dt->nparams = nparams;
+    dt->params = calloc((size_t)nparams + 1, sizeof(char *));
     for (int i = 0; i < nparams; i++)
-        task->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
-    if (!task->pinned) {
-        int rc = pool_acquire(task);
-        if (rc != OS_OK)
-            free_pending(task);
-        return rc;
+        dt->params[i] = params[i] != NULL ? strdup(params[i]) : NULL;
+    if (dt->pinned) {
+        os_op_begin(task, &dt->op, OS_OP_DB, cancel_op);
+        dt->phase = PHASE_QUERY;
+        query_start(dt->conn);
+        return OS_OK;
     }
-    task->wait = OS_WAIT_DB_QUERY;
-    query_start(task->conn);
-    return OS_OK;
+    int rc = pool_acquire(dt);
+    if (rc != OS_OK)
+        free_pending(dt);
+    return rc;
 }
 
 int os_db_pin(os_task_t *task)
 {
-    if (task->wait != OS_WAIT_NONE || task->pinned) {
+    db_task_t *dt = db_task(task);
+    if (dt == NULL) {
+        os_task_set_error(task, "out of memory");
+        return OS_ERR;
+    }
+    if (task->op != NULL || dt->pinned) {
         os_task_set_error(task, "a transaction is already open");
         return OS_ESTATE;
     }
-    task->want_pin = 1;
-    int rc = pool_acquire(task);
+    if (task->worker->db == NULL) {
+        os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
+        return OS_EUNAVAILABLE;
+    }
+    dt->want_pin = 1;
+    int rc = pool_acquire(dt);
     if (rc != OS_OK)
-        task->want_pin = 0;
+        dt->want_pin = 0;
     return rc;
 }
 
 int os_db_unpin(os_task_t *task)
 {
-    task->pin_broken = 0;
-    if (!task->pinned)
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    if (dt == NULL || !dt->pinned || task->op != NULL)
         return OS_ESTATE;
-    os_db_task_done(task);
+    dt->pinned = 0;
+    if (dt->conn != NULL)
+        release(dt->conn);
     return OS_OK;
 }
 
 int os_db_nrows(os_task_t *task)
 {
-    return task->result != NULL ? PQntuples(task->result) : 0;
+    PGresult *r = result_of(task);
+    return r != NULL ? PQntuples(r) : 0;
 }
 
 int os_db_ncols(os_task_t *task)
 {
-    return task->result != NULL ? PQnfields(task->result) : 0;
+    PGresult *r = result_of(task);
+    return r != NULL ? PQnfields(r) : 0;
 }
 
 const char *os_db_colname(os_task_t *task, int col)
 {
-    return task->result != NULL ? PQfname(task->result, col) : NULL;
+    PGresult *r = result_of(task);
+    return r != NULL ? PQfname(r, col) : NULL;
 }
 
 uint32_t os_db_coltype(os_task_t *task, int col)
 {
-    return task->result != NULL ? PQftype(task->result, col) : 0;
+    PGresult *r = result_of(task);
+    return r != NULL ? PQftype(r, col) : 0;
 }
 
 const char *os_db_value(os_task_t *task, int row, int col, size_t *len)
 {
-    if (task->result == NULL || PQgetisnull(task->result, row, col))
+    PGresult *r = result_of(task);
+    if (r == NULL || PQgetisnull(r, row, col))
         return NULL;
-    *len = (size_t)PQgetlength(task->result, row, col);
-    return PQgetvalue(task->result, row, col);
+    *len = (size_t)PQgetlength(r, row, col);
+    return PQgetvalue(r, row, col);
 }
 
 const char *os_db_sqlstate(os_task_t *task)
 {
-    const char *s = task->result != NULL ? PQresultErrorField(task->result, PG_DIAG_SQLSTATE) : NULL;
+    PGresult *r = result_of(task);
+    const char *s = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     return s != NULL ? s : "";
 }
 
 int64_t os_db_affected(os_task_t *task)
 {
-    const char *s = task->result != NULL ? PQcmdTuples(task->result) : "";
+    PGresult *r = result_of(task);
+    const char *s = r != NULL ? PQcmdTuples(r) : "";
     return *s ? strtoll(s, NULL, 10) : 0;
 }
 
 void os_db_clear(os_task_t *task)
 {
-    PQclear(task->result);
-    task->result = NULL;
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    if (dt != NULL) {
+        PQclear(dt->result);
+        dt->result = NULL;
+    }
 }

@@ -53,7 +53,7 @@ enum {
     OS_OK = 0,
     OS_ERR = -1,          /* the operation failed (for a query: see os_db_sqlstate) */
     OS_EUNAVAILABLE = -2, /* the database / downstream cannot be reached */
-    OS_ETIMEDOUT = -3,    /* no connection became free, or the call took too long */
+    OS_ETIMEDOUT = -3,    /* no connection became free, or the call took too long or broke after it was sent */
     OS_ESTATE = -4        /* called in the wrong state (caller bug) */
 };
 
@@ -91,6 +91,16 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
                     size_t headers_len, const char *body, size_t body_len);
 int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
+/** 1 when the last call may have reached the other side (it was written), 0 when it provably was not. */
+int os_http_maybe_sent(os_task_t *task);
+
+/* ---- background jobs: their liveness, for /health/ and /metrics ---- */
+/** Declares a job and its interval (again on a reload: its history stays). */
+void os_job_register(const char *name, int64_t every_ms);
+/** Records that the job completed a cycle now. */
+void os_job_succeeded(const char *name);
+/** Describes the stalled jobs into buf (NUL-terminated, cut to cap); returns the length, 0 when none is stalled. */
+size_t os_jobs_stalled(char *buf, size_t cap);
 
 /* ---- metrics: Prometheus text of every worker's counters, summed ----
  * Returns the length the whole text needs; buf holds all of it (NUL-terminated) only when

@@ -4,15 +4,29 @@
  * Built on h2o's http1client: each worker keeps one h2o socket pool per host:port, so calls
  * reuse keep-alive connections, and host names are resolved by h2o's resolver threads, never
  * on the worker. A call is one request buffer written at once and a response body gathered
- * up to MAX_BODY bytes. Besides h2o's per-I/O timeout, a whole-call deadline on the task's
- * timer cancels a call that trickles. The outcome reaches Lua as a status (2xx..5xx) or as
- * OS_EUNAVAILABLE / OS_ETIMEDOUT for calls that got no answer.
+ * up to MAX_BODY bytes.
+ *
+ * DOWNSTREAM_TIMEOUT_MS bounds the whole call, retry included: it is the call's own deadline
+ * (a timer), and h2o's per-I/O timeout is set above it so that it never fires first. The one
+ * retry is made here, where it is knowable: a kept-alive connection taken from the pool that
+ * fails before any byte of an answer arrived (the server had closed it while idle) is retried
+ * once, at once, on a fresh connection, within what is left of the deadline.
+ *
+ * Outcomes: a status (the answer), OS_EUNAVAILABLE when the request provably never reached
+ * the other side (no connection could be made), OS_ETIMEDOUT when it may have (the deadline
+ * passed, or the connection broke after the request was written); os_http_maybe_sent() tells
+ * which for the caller that must decide whether to compensate.
+ *
+ * The wait is the task's operation (task.h); the call is this file's per-task state, kept
+ * until the task's next call (the response body lives in it) and freed by its done callback.
  */
 #include "http_client.h"
 #include "config.h"
 #include "ffi.h"
 #include "log.h"
+#include "task.h"
 
+#include <assert.h>
 #include <h2o/http1client.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +34,7 @@
 
 #define MAX_BODY (1024 * 1024)
 #define IDLE_KEEPALIVE_MS 2000
+#define IO_TIMEOUT_MARGIN_MS 1000
 
 typedef struct pool_entry {
     struct pool_entry *next;
@@ -34,20 +49,34 @@ struct os_http_pools {
     h2o_http1client_ctx_t ctx;
 };
 
-typedef struct os_http_call {
+typedef struct http_call {
+    os_task_ext_t ext; /* first: task->ext[OS_TASK_EXT_HTTP] points here */
     os_task_t *task;
+    os_op_t op;
+    os_timer_t deadline;
     h2o_http1client_t *client;
     h2o_iovec_t request;
+    h2o_iovec_t host;
+    uint16_t port;
+    int connecting; /* inside connect_with_pool: a callback now means a pooled socket */
+    int reused;     /* the attempt runs on a kept-alive connection from the pool */
+    int retried;
+    int maybe_sent; /* the request may have reached the other side */
     int status;
     char *body;
     size_t body_len;
-} os_http_call_t;
+} http_call_t;
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head);
 
 os_http_pools_t *os_http_pools_create(os_worker_t *worker)
 {
     os_http_pools_t *pools = calloc(1, sizeof(*pools));
     pools->worker = worker;
-    h2o_timeout_init(worker->ctx.loop, &pools->io_timeout, (uint64_t)os_config.downstream_timeout_ms);
+    /* Above the call's deadline, so that the deadline (OS_ETIMEDOUT) is what ends a slow call. */
+    h2o_timeout_init(worker->ctx.loop, &pools->io_timeout,
+                     (uint64_t)os_config.downstream_timeout_ms + IO_TIMEOUT_MARGIN_MS);
     pools->ctx.loop = worker->ctx.loop;
     pools->ctx.getaddr_receiver = &worker->ctx.receivers.hostinfo_getaddr;
     pools->ctx.io_timeout = &pools->io_timeout;
@@ -70,30 +99,31 @@ static h2o_socketpool_t *pool_for(os_http_pools_t *pools, h2o_iovec_t host, uint
     return &e->pool;
 }
 
-static void call_free(os_http_call_t *call)
+/* Ends the call's wait: the client is gone (finished, failed or cancelled by h2o's return). */
+static void call_finish(http_call_t *call, int status, const char *error)
 {
-    free(call->request.base);
-    free(call->body);
-    free(call);
+    call->client = NULL;
+    os_timer_stop(&call->task->worker->timers, &call->deadline);
+    if (error != NULL)
+        os_task_set_error(call->task, "%s", error);
+    os_op_complete(&call->op, status);
 }
 
-/* Ends the call: the client is gone (finished, failed or cancelled); resume the task. */
-static void call_finish(os_http_call_t *call, int status, const char *error)
+/* After the request was written: the answer broke off, so it may have been acted on. */
+static void call_broken(http_call_t *call, const char *errstr)
 {
-    os_task_t *task = call->task;
-    call->client = NULL;
-    os_timer_stop(&task->worker->timers, &task->timer);
-    if (error != NULL)
-        os_task_set_error(task, "%s", error);
-    os_task_resume(task, status);
+    char msg[200];
+    call->maybe_sent = 1;
+    snprintf(msg, sizeof(msg), "no complete answer (the request may have been processed): %s", errstr);
+    call_finish(call, OS_ETIMEDOUT, msg);
 }
 
 static int on_body(h2o_http1client_t *client, const char *errstr)
 {
-    os_http_call_t *call = client->data;
+    http_call_t *call = client->data;
     h2o_buffer_t *input = client->sock->input;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        call_finish(call, OS_EUNAVAILABLE, errstr);
+        call_broken(call, errstr);
         return -1;
     }
     if (call->body_len + input->size > MAX_BODY) {
@@ -116,13 +146,27 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     return 0;
 }
 
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
+                                          size_t *reqbufcnt, int *method_is_head);
+
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
                                        h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
 {
-    os_http_call_t *call = client->data;
+    http_call_t *call = client->data;
     (void)minor_version, (void)msg, (void)headers, (void)num_headers, (void)rlen;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        call_finish(call, OS_EUNAVAILABLE, errstr);
+        int nothing_read = client->sock != NULL && client->sock->bytes_read == 0;
+        if (call->reused && nothing_read && !call->retried) {
+            /* The pooled connection had been closed by the server while idle: the request
+             * was not read there. One retry at once, on a fresh connection (the pool may
+             * hold more stale ones), inside the deadline still running. */
+            call->retried = 1;
+            call->reused = 0;
+            h2o_http1client_connect(&call->client, call, &call->task->worker->http->ctx, call->host, call->port, 0,
+                                    on_connect);
+            return NULL;
+        }
+        call_broken(call, errstr);
         return NULL;
     }
     call->status = status;
@@ -136,11 +180,15 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
 static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr, h2o_iovec_t **reqbufs,
                                           size_t *reqbufcnt, int *method_is_head)
 {
-    os_http_call_t *call = client->data;
+    http_call_t *call = client->data;
     if (errstr != NULL) {
+        /* No connection: the request was never written anywhere. */
         call_finish(call, OS_EUNAVAILABLE, errstr);
         return NULL;
     }
+    /* h2o's socket pool calls back before connect_with_pool returns only with a pooled socket. */
+    call->reused = call->connecting;
+    call->maybe_sent = 1;
     *reqbufs = &call->request;
     *reqbufcnt = 1;
     *method_is_head = 0;
@@ -149,30 +197,41 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
 
 static void on_deadline(os_timer_t *timer)
 {
-    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
-    os_http_call_t *call = task->http;
+    http_call_t *call = H2O_STRUCT_FROM_MEMBER(http_call_t, deadline, timer);
     if (call->client != NULL)
         h2o_http1client_cancel(call->client);
     call->client = NULL;
-    os_task_set_error(task, "no answer within %d ms", os_config.downstream_timeout_ms);
-    os_task_resume(task, OS_ETIMEDOUT);
+    os_task_set_error(call->task, "no answer within %d ms", os_config.downstream_timeout_ms);
+    os_op_complete(&call->op, OS_ETIMEDOUT);
 }
 
-void os_http_task_done(os_task_t *task)
+/* The task is freed while the call is in flight. */
+static void cancel_call(os_op_t *op)
 {
-    if (task->http == NULL)
-        return;
-    if (task->http->client != NULL)
-        h2o_http1client_cancel(task->http->client);
-    call_free(task->http);
-    task->http = NULL;
+    http_call_t *call = H2O_STRUCT_FROM_MEMBER(http_call_t, op, op);
+    if (call->client != NULL)
+        h2o_http1client_cancel(call->client);
+    call->client = NULL;
+    os_timer_stop(&call->task->worker->timers, &call->deadline);
 }
+
+static void call_done(os_task_ext_t *ext)
+{
+    http_call_t *call = (http_call_t *)ext;
+    assert(!os_op_pending(&call->op) && call->client == NULL && !os_timer_is_active(&call->deadline));
+    free(call->request.base);
+    free(call->host.base);
+    free(call->body);
+    free(call);
+}
+
+/* ---- FFI ---- */
 
 int os_http_request(os_task_t *task, const char *method, const char *url, size_t url_len, const char *headers,
                     size_t headers_len, const char *body, size_t body_len)
 {
     h2o_url_t parsed;
-    if (task->wait != OS_WAIT_NONE) {
+    if (task->op != NULL) {
         os_task_set_error(task, "task is already waiting");
         return OS_ESTATE;
     }
@@ -180,9 +239,19 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
         os_task_set_error(task, "bad URL (only http:// is supported): %.*s", (int)(url_len < 200 ? url_len : 200), url);
         return OS_ERR;
     }
-    os_http_task_done(task);
-    os_http_call_t *call = calloc(1, sizeof(*call));
+    /* The previous call's response goes; this call is the task's HTTP state now. */
+    os_task_ext_t *old = task->ext[OS_TASK_EXT_HTTP];
+    task->ext[OS_TASK_EXT_HTTP] = NULL;
+    if (old != NULL)
+        old->done(old);
+    http_call_t *call = calloc(1, sizeof(*call));
+    if (call == NULL) {
+        os_task_set_error(task, "out of memory");
+        return OS_ERR;
+    }
+    call->ext.done = call_done;
     call->task = task;
+    os_timer_init(&call->deadline, on_deadline);
     size_t cap = strlen(method) + parsed.path.len + parsed.authority.len + headers_len + 128 + body_len;
     call->request.base = malloc(cap);
     int n = snprintf(call->request.base, cap,
@@ -191,28 +260,39 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
                      body_len, (int)headers_len, headers);
     memcpy(call->request.base + n, body, body_len);
     call->request.len = (size_t)n + body_len;
-    task->http = call;
+    call->host = h2o_strdup(NULL, parsed.host.base, parsed.host.len);
+    call->port = h2o_url_get_port(&parsed);
+    task->ext[OS_TASK_EXT_HTTP] = &call->ext;
 
     os_http_pools_t *pools = task->worker->http;
-    h2o_socketpool_t *pool = pool_for(pools, parsed.host, h2o_url_get_port(&parsed));
-    task->wait = OS_WAIT_HTTP;
-    task->timer.cb = on_deadline;
-    os_timer_start(&task->worker->timers, &task->timer, (uint64_t)os_config.downstream_timeout_ms);
+    h2o_socketpool_t *pool = pool_for(pools, parsed.host, call->port);
+    os_op_begin(task, &call->op, OS_OP_HTTP, cancel_call);
+    os_timer_start(&task->worker->timers, &call->deadline, (uint64_t)os_config.downstream_timeout_ms);
+    call->connecting = 1;
     h2o_http1client_connect_with_pool(&call->client, call, &pools->ctx, pool, on_connect);
+    call->connecting = 0;
     return OS_OK;
 }
 
 int os_http_status(os_task_t *task)
 {
-    return task->http != NULL ? task->http->status : 0;
+    http_call_t *call = (http_call_t *)task->ext[OS_TASK_EXT_HTTP];
+    return call != NULL ? call->status : 0;
 }
 
 const char *os_http_body(os_task_t *task, size_t *len)
 {
-    if (task->http == NULL || task->http->body == NULL) {
+    http_call_t *call = (http_call_t *)task->ext[OS_TASK_EXT_HTTP];
+    if (call == NULL || call->body == NULL) {
         *len = 0;
         return "";
     }
-    *len = task->http->body_len;
-    return task->http->body;
+    *len = call->body_len;
+    return call->body;
+}
+
+int os_http_maybe_sent(os_task_t *task)
+{
+    http_call_t *call = (http_call_t *)task->ext[OS_TASK_EXT_HTTP];
+    return call != NULL && call->maybe_sent;
 }

@@ -9,19 +9,20 @@
  *
  * VMs are reference-counted by their tasks, so that a reload can install a new generation
  * for new requests while the old one finishes the requests it is running.
+ *
+ * What a task waits on, and the state the database and HTTP client keep per task, belong to
+ * task.c and to those subsystems: freeing a task here only calls os_task_dispose().
  */
 #include "luahost.h"
 #include "config.h"
-#include "db.h"
-#include "http_client.h"
 #include "ffi.h"
 #include "log.h"
 #include "metrics.h"
 #include "task.h"
 
+#include <assert.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,20 @@ struct os_vm {
     size_t refs; /* the worker's reference plus one per running task */
 };
 
+/* A Lua task: the generic task (its waits, see task.h) plus the coroutine and its request. */
+typedef struct lua_task {
+    os_task_t base;
+    os_vm_t *vm;
+    lua_State *co;
+    int co_ref;
+    h2o_req_t *req; /* NULL once the client has gone away */
+    void *guard;    /* lives in req->pool; clears req when h2o disposes it */
+    int background; /* a job runner, not a request: not counted for the shutdown drain */
+    uint64_t started_us;
+} lua_task_t;
+
 typedef struct req_guard {
-    os_task_t *task;
+    lua_task_t *task;
 } req_guard_t;
 
 static void vm_unref(os_vm_t *vm)
@@ -112,19 +125,6 @@ Fail:
     return NULL;
 }
 
-void os_task_set_error(os_task_t *task, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(task->error, sizeof(task->error), fmt, ap);
-    va_end(ap);
-}
-
-const char *os_task_error(os_task_t *task)
-{
-    return task->error;
-}
-
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -161,12 +161,12 @@ static void on_req_disposed(void *p)
         guard->task->req = NULL;
 }
 
-static void send_response(os_task_t *task, int status, const char *body, size_t len, const char *route)
+static void send_response(lua_task_t *task, int status, const char *body, size_t len, const char *route)
 {
     h2o_req_t *req = task->req;
     if (task->background)
         return;
-    os_metrics_observe_http(task->worker->metrics, route, req != NULL ? req->method.base : "GET",
+    os_metrics_observe_http(task->base.worker->metrics, route, req != NULL ? req->method.base : "GET",
                             req != NULL ? req->method.len : 3, status, os_clock_us() - task->started_us);
     if (req == NULL)
         return;
@@ -176,7 +176,7 @@ static void send_response(os_task_t *task, int status, const char *body, size_t 
     h2o_send_inline(req, body, len);
 }
 
-static void send_internal_error(os_task_t *task, const char *what)
+static void send_internal_error(lua_task_t *task, const char *what)
 {
     static const char body[] = "{\"error\": \"internal error\"}";
     os_log(OS_LOG_ERROR, "request failed in the Lua host: %s", what);
@@ -187,13 +187,18 @@ static void send_internal_error(os_task_t *task, const char *what)
 }
 
 /* Copies the dispatcher's results (status, body, headers, route) into the h2o response. */
-static void finish(os_task_t *task)
+static void finish(lua_task_t *task)
 {
     lua_State *co = task->co;
     int status = (int)lua_tointeger(co, 1);
     size_t len = 0;
     const char *body = lua_tolstring(co, 2, &len);
     const char *route = lua_tostring(co, 4);
+    if (task->background) {
+        /* The job runner returns when a reload retired its VM or the worker stops: routine. */
+        os_log(OS_LOG_INFO, "background jobs stopped");
+        return;
+    }
     if (status < 100 || status > 599 || body == NULL) {
         send_internal_error(task, "dispatcher returned no status or body");
         return;
@@ -218,30 +223,29 @@ static void finish(os_task_t *task)
     send_response(task, status, body, len, route != NULL ? route : "unmatched");
 }
 
-static void task_free(os_task_t *task)
+static void task_free(lua_task_t *task)
 {
     os_vm_t *vm = task->vm;
-    os_timer_stop(&task->worker->timers, &task->timer);
-    os_db_task_done(task);
-    os_http_task_done(task);
+    os_task_dispose(&task->base);
     if (task->guard != NULL)
         ((req_guard_t *)task->guard)->task = NULL;
     luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
     if (!task->background)
-        task->worker->tasks_running--;
+        task->base.worker->tasks_running--;
     free(task);
     vm_unref(vm);
 }
 
 /* Runs the coroutine until it yields on an operation or finishes, then answers and frees. */
-static void task_step(os_task_t *task, int nargs)
+static void task_step(lua_task_t *task, int nargs)
 {
-    task->wait = OS_WAIT_NONE;
-    task->worker->in_lua++;
+    os_worker_t *worker = task->base.worker;
+    assert(task->base.op == NULL && "a task runs only when it waits on nothing");
+    worker->in_lua++;
     int rc = lua_resume(task->co, nargs);
-    task->worker->in_lua--;
+    worker->in_lua--;
     if (rc == LUA_YIELD) {
-        if (task->wait != OS_WAIT_NONE)
+        if (task->base.op != NULL)
             return;
         send_internal_error(task, "handler yielded outside an asynchronous operation");
     } else if (rc == 0) {
@@ -252,62 +256,18 @@ static void task_step(os_task_t *task, int nargs)
     task_free(task);
 }
 
-static void on_deferred_resume(os_timer_t *timer)
+/* The resume callback task.c calls when the operation the task waited on completes. */
+static void task_resume(os_task_t *base, int status)
 {
-    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
-    lua_pushinteger(task->co, task->resume_status);
-    task_step(task, 1);
-}
-
-void os_task_resume(os_task_t *task, int status)
-{
-    if (task->worker->in_lua) {
-        /* Every operation has finished with the task's timer by the time it completes. */
-        task->resume_status = status;
-        task->wait = OS_WAIT_RESUME;
-        task->timer.cb = on_deferred_resume;
-        os_timer_start(&task->worker->timers, &task->timer, 0);
-        return;
-    }
+    lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base);
     lua_pushinteger(task->co, status);
     task_step(task, 1);
 }
 
-static void on_sleep_done(os_timer_t *timer)
+int os_task_retired(os_task_t *base)
 {
-    os_task_t *task = H2O_STRUCT_FROM_MEMBER(os_task_t, timer, timer);
-    os_task_resume(task, OS_OK);
-}
-
-int os_task_sleep(os_task_t *task, int64_t ms)
-{
-    if (task->wait != OS_WAIT_NONE) {
-        os_task_set_error(task, "task is already waiting");
-        return OS_ESTATE;
-    }
-    task->timer.cb = on_sleep_done;
-    if (os_timer_start(&task->worker->timers, &task->timer, ms > 0 ? (uint64_t)ms : 0) != 0) {
-        os_task_set_error(task, "out of memory");
-        return OS_ERR;
-    }
-    task->wait = OS_WAIT_SLEEP;
-    return OS_OK;
-}
-
-int os_worker_id(void)
-{
-    os_worker_t *worker = os_worker_current();
-    return worker != NULL ? worker->id : -1;
-}
-
-int os_task_retired(os_task_t *task)
-{
-    return task->worker->stop_deadline_ms != 0 || task->vm != task->worker->vm;
-}
-
-int64_t os_monotonic_ms(void)
-{
-    return (int64_t)os_clock_ms();
+    lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base);
+    return base->worker->stop_deadline_ms != 0 || task->vm != base->worker->vm;
 }
 
 static void push_request(lua_State *co, h2o_req_t *req)
@@ -354,21 +314,20 @@ static void push_request(lua_State *co, h2o_req_t *req)
 }
 
 /* A task on the worker's current VM whose coroutine will call the function at fn_ref. */
-static os_task_t *task_create(os_worker_t *worker, int fn_ref)
+static lua_task_t *task_create(os_worker_t *worker, int fn_ref)
 {
     os_vm_t *vm = worker->vm;
-    os_task_t *task = calloc(1, sizeof(*task));
+    lua_task_t *task = calloc(1, sizeof(*task));
     if (task == NULL)
         return NULL;
-    task->worker = worker;
+    os_task_init(&task->base, worker, task_resume);
     task->vm = vm;
     task->started_us = os_clock_us();
-    os_timer_init(&task->timer, on_sleep_done);
     vm->refs++;
     task->co = lua_newthread(vm->L);
     task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
     lua_rawgeti(task->co, LUA_REGISTRYINDEX, fn_ref);
-    lua_pushlightuserdata(task->co, task);
+    lua_pushlightuserdata(task->co, &task->base);
     return task;
 }
 
@@ -376,7 +335,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
-    os_task_t *task = task_create(worker, worker->vm->dispatch_ref);
+    lua_task_t *task = task_create(worker, worker->vm->dispatch_ref);
     if (task == NULL)
         return -1;
     task->req = req;
@@ -391,7 +350,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 void os_luahost_start_background(os_worker_t *worker)
 {
-    os_task_t *task = task_create(worker, worker->vm->background_ref);
+    lua_task_t *task = task_create(worker, worker->vm->background_ref);
     if (task == NULL)
         return;
     task->background = 1;

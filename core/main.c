@@ -4,6 +4,7 @@
  */
 #include "check.h"
 #include "config.h"
+#include "db.h"
 #include "jwt.h"
 #include "log.h"
 #include "migrate.h"
@@ -203,7 +204,7 @@ int main(int argc, char **argv)
         }
     }
 
-    /* rand() has callers still (db.c's reconnect jitter): never the same sequence twice. */
+    /* Our code draws from os_random_*; libc's rand() is seeded too, for any library that calls it. */
     os_random_seed_libc();
     char err[512];
     if (os_config_load(&os_config, err, sizeof(err)) != 0) {
@@ -235,6 +236,10 @@ int main(int argc, char **argv)
             return 2;
         }
         os_log(OS_LOG_WARN, "no JWT_SECRET or JWT_PUBLIC_KEY_FILE: every authenticated route answers 401");
+    }
+    if (os_config.database_url[0] != '\0' && os_db_url_check(os_config.database_url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "orderservice: %s\n", err);
+        return 2;
     }
     /* The service starts even when the database is down: requests get 503 until it is back. */
     if (os_config.migrate_on_start && migrate() != 0)

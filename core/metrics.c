@@ -9,6 +9,7 @@
  */
 #include "metrics.h"
 #include "ffi.h"
+#include "jobs.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -267,6 +268,7 @@ size_t os_metrics_render(char *buf, size_t cap)
     put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
             "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
         (long long)started_at);
+    o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     if (o.len < cap)
         buf[o.len] = '\0';
     return o.len;

@@ -39,12 +39,6 @@
 
 static h2o_globalconf_t globalconf;
 static atomic_int stopping;
-static __thread os_worker_t *current_worker;
-
-os_worker_t *os_worker_current(void)
-{
-    return current_worker;
-}
 
 /*
  * The first listener is bound WITHOUT SO_REUSEPORT, so the bind fails when any other socket
@@ -127,7 +121,7 @@ static void *worker_main(void *arg)
 {
     os_worker_t *worker = arg;
     char err[1024];
-    current_worker = worker;
+    os_worker_set_current(worker);
     os_log_set_worker(worker->id);
 
     h2o_context_init(&worker->ctx, h2o_evloop_create(), &globalconf);
@@ -141,8 +135,10 @@ static void *worker_main(void *arg)
         kill(getpid(), SIGTERM);
         return NULL;
     }
-    if (os_config.database_url[0] != '\0')
-        worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size);
+    if (os_config.database_url[0] != '\0' &&
+        (worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size, err,
+                                        sizeof(err))) == NULL)
+        os_log(OS_LOG_ERROR, "%s", err); /* main checked the URL already: out of memory */
     worker->http = os_http_pools_create(worker);
     /* One worker per replica runs the jobs; the database arbitrates between replicas. */
     if (os_config.jobs && worker->id == 0)

@@ -1,70 +1,88 @@
 /*
- * task.h - a request's coroutine and the one asynchronous operation it may be waiting on.
+ * task.h - a task (a request's or a job's coroutine) and the one operation it may wait on.
  *
- * A task is created for each request, runs its handler in a fresh coroutine, and is freed
- * when the coroutine has finished and no operation is in flight. Operations (a timer, a
- * database query, a downstream call) are started by a C function called through the FFI;
- * the Lua wrapper then yields, and the operation's completion calls os_task_resume() with
- * a status the wrapper receives as coroutine.yield()'s return value.
+ * Every wait is an operation (os_op_t) owned by the task: a timer, a pool acquire, a query,
+ * a downstream call, a resume deferred to the loop. The subsystem that starts a wait fills
+ * an os_op_t it owns (embedded in its own per-task state) with a cancel callback and calls
+ * os_op_begin(). It ends the wait through the single entry point os_op_complete(), which
+ * completes an operation only if it is the one the task currently waits on, and only once.
+ * Freeing a task calls the current operation's cancel callback (whoever made the task wait
+ * says how to abandon the wait), then each subsystem's per-task state is released through
+ * its own done callback (os_task_ext_t): nobody frees another subsystem's state.
+ *
+ * The host (luahost.c) creates tasks with a resume callback that re-enters the coroutine;
+ * this file never sees Lua, libpq or h2o's HTTP client.
  */
 #ifndef OS_TASK_H
 #define OS_TASK_H
 
-#include <h2o.h>
-#include <libpq-fe.h>
-#include <lua.h>
+#include <stdint.h>
 
 #include "timer.h"
 #include "worker.h"
 
-typedef struct os_db_conn os_db_conn_t;
-typedef struct os_http_call os_http_call_t;
+typedef struct os_task os_task_t;
+typedef struct os_op os_op_t;
 
-enum os_task_wait {
-    OS_WAIT_NONE = 0,
-    OS_WAIT_SLEEP,
-    OS_WAIT_DB_ACQUIRE, /* queued for a connection */
-    OS_WAIT_DB_QUERY,   /* query in flight on task->conn */
-    OS_WAIT_HTTP,       /* downstream call in flight (task->http) */
-    OS_WAIT_RESUME,     /* finished; resumed by the loop (os_task_resume) */
+/** What a task waits on (for assertions and debugging). */
+enum os_op_kind {
+    OS_OP_NONE = 0,
+    OS_OP_SLEEP,
+    OS_OP_DB,     /* queued for a connection, then a query on it */
+    OS_OP_HTTP,   /* a downstream call */
+    OS_OP_RESUME, /* completed while Lua ran; the loop resumes the task */
+    OS_OP_TEST,   /* unit tests */
 };
 
-typedef struct os_task {
+/** Abandons the wait (stop its timer, unlink it from a queue, cancel the client): called at most once. */
+typedef void (*os_op_cancel_cb)(os_op_t *op);
+
+struct os_op {
+    os_task_t *task; /* set while the op is the task's current wait; NULL once completed or cancelled */
+    int kind;
+    os_op_cancel_cb cancel;
+};
+
+/** A subsystem's per-task state, released by its done callback when the task is freed. */
+typedef struct os_task_ext os_task_ext_t;
+struct os_task_ext {
+    void (*done)(os_task_ext_t *ext);
+};
+enum { OS_TASK_EXT_DB, OS_TASK_EXT_HTTP, OS_TASK_EXT_MAX };
+
+/** Called to re-enter the task's coroutine with an operation's final status. */
+typedef void (*os_task_resume_cb)(os_task_t *task, int status);
+
+struct os_task {
     os_worker_t *worker;
-    os_vm_t *vm;
-    lua_State *co;
-    int co_ref;
-    h2o_req_t *req; /* NULL once the client has gone away */
-    void *guard;    /* lives in req->pool; clears req when h2o disposes it */
-    int background; /* a job runner, not a request: not counted for the shutdown drain */
-    uint64_t started_us;
-    int wait;
-    os_timer_t timer;
-
-    /* database: the connection held for a query or a pinned transaction */
-    os_db_conn_t *conn;
-    int pinned;
-    int pin_broken; /* the pinned connection died: fail until unpinned */
-    int want_pin;
-    h2o_linklist_t waiter_link;
-    char *stmt_name; /* pending query, owned by the task until it completes */
-    char *stmt_sql;
-    int nparams;
-    char **params;
-    PGresult *result;
-    /* downstream HTTP: the last call and its response */
-    os_http_call_t *http;
-
+    os_task_resume_cb resume; /* the host's: runs the coroutine (and may free the task) */
+    os_op_t *op;              /* the operation the task waits on; NULL while it runs */
+    os_task_ext_t *ext[OS_TASK_EXT_MAX];
+    /* the sleep and the deferred resume are this file's own operations */
+    os_op_t sleep_op;
+    os_timer_t sleep_timer;
+    os_op_t resume_op;
+    os_timer_t resume_timer;
+    int resume_status;
     char error[256];
+};
 
-    int resume_status; /* for a resume deferred to the loop (see os_task_resume) */
-} os_task_t;
-
-/** Resumes the task's coroutine with status as yield's result; frees the task if it finished.
- *  Called while Lua runs on this worker (from inside an FFI call), it defers the resume to
- *  the event loop: re-entering the VM from a C function the FFI called is not allowed. */
-void os_task_resume(os_task_t *task, int status);
+/** Prepares task (memory owned by the caller, usually embedded in the host's task). */
+void os_task_init(os_task_t *task, os_worker_t *worker, os_task_resume_cb resume);
+/** Cancels the current operation and releases every subsystem's per-task state; the caller then frees the memory. */
+void os_task_dispose(os_task_t *task);
+/** Makes op the task's current wait; the task must not be waiting already (asserted). */
+void os_op_begin(os_task_t *task, os_op_t *op, int kind, os_op_cancel_cb cancel);
+/** Ends op with status: resumes its task if op is its current wait, else ignores it (a stale or double completion). */
+void os_op_complete(os_op_t *op, int status);
+/** Whether op is the task's current wait. */
+static inline int os_op_pending(const os_op_t *op) { return op->task != NULL; }
 /** Records an error message for the Lua side to read with os_task_error(). */
 void os_task_set_error(os_task_t *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Completions that were ignored because their operation was not the current wait (tests and diagnostics). */
+uint64_t os_task_stale_completions(void);
+/** In debug builds a stale completion aborts unless this is set to 0 (the unit tests provoke them). */
+extern int os_task_abort_on_stale;
 
 #endif

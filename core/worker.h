@@ -38,5 +38,7 @@ typedef struct os_worker {
 
 /** The worker running on the calling thread, or NULL outside workers. */
 os_worker_t *os_worker_current(void);
+/** Records worker as the calling thread's (once, as the worker thread starts). */
+void os_worker_set_current(os_worker_t *worker);
 
 #endif

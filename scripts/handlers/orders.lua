@@ -196,7 +196,10 @@ function _M.create(req)
         if not id then
             return db_failure(req, ierr)
         end
-        local view = assert(load_order(id))
+        local view, verr = load_order(id)
+        if not view then
+            return db_failure(req, verr or { kind = "query", message = "the new order vanished" })
+        end
         local status, message = saga.create(view, req.request_id)
         local current, lerr = load_order(id)
         if not current then

@@ -67,6 +67,14 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
 int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
 
+int os_http_maybe_sent(os_task_t *task);
+
+void os_job_register(const char *name, int64_t every_ms);
+
+void os_job_succeeded(const char *name);
+
+size_t os_jobs_stalled(char *buf, size_t cap);
+
 size_t os_metrics_render(char *buf, size_t cap);
 
 enum {

@@ -8,7 +8,8 @@
 -- (money) as exact strings, timestamptz as ISO-8601 with offset, SQL NULL as db.null.
 -- Parameters are sent as text: pass money as strings, never as Lua numbers with cents.
 -- A failure returns nil, err where err = { kind = "unavailable" | "timeout" | "query",
--- message = ..., sqlstate = ... }; db.unavailable(err) tells whether to answer 503.
+-- message = ..., sqlstate = ... }; db.unavailable(err) tells whether to answer 503. A lost
+-- connection and the SQLSTATEs of a server going away (57P01-57P03, class 08) are "unavailable".
 
 local ffi = require("ffi")
 local cjson = require("cjson")
@@ -29,11 +30,21 @@ local BOOL, TIMESTAMPTZ = 16, 1184
 
 local error_mt = { __tostring = function(e) return e.message end }
 
+-- SQLSTATEs that say the server is going away or the connection is gone, not that the
+-- query was wrong: 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+-- and class 08 (connection exception).
+local function unavailable_sqlstate(state)
+    return state == "57P01" or state == "57P02" or state == "57P03" or sub(state, 1, 2) == "08"
+end
+
 local function failure(task, rc)
     local kind = rc == EUNAVAILABLE and "unavailable" or rc == ETIMEDOUT and "timeout" or "query"
     local err = { kind = kind, message = async.error_message(task) }
     if rc == ERR then
         err.sqlstate = ffi.string(C.os_db_sqlstate(task))
+        if unavailable_sqlstate(err.sqlstate) then
+            err.kind = "unavailable"
+        end
     end
     C.os_db_clear(task)
     return nil, setmetatable(err, error_mt)
@@ -170,8 +181,10 @@ function _M.transaction(fn)
     return nil, fn_err
 end
 
+-- Whether err (a db failure, or what a transaction raised) means "the database cannot be
+-- reached": answer 503 and let the client retry.
 function _M.unavailable(err)
-    return err.kind == "unavailable" or err.kind == "timeout"
+    return type(err) == "table" and (err.kind == "unavailable" or err.kind == "timeout")
 end
 
 return _M

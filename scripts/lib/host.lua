@@ -146,7 +146,10 @@ end
 
 -- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.
 -- They run in one background coroutine on worker 0 of each replica (JOBS=0 turns them
--- off); a job that fails is logged and runs again at its next turn.
+-- off). A job's cycle fails when it raises or returns nil, err; it is logged and the job
+-- runs again at its next turn, whatever failed (the coroutine itself never ends on a
+-- failure). A cycle that completes is reported to the C core, where /health/ and
+-- /metrics see it (a job that stops completing cycles makes /health/ answer 503).
 local jobs = {}
 
 -- Runs until the worker stops or a reload retires this VM (the new VM starts its own).
@@ -154,14 +157,21 @@ function _M.background(task_ptr)
     local task = async.bind(task_ptr)
     local C = require("lib.core")
     log.info("background jobs started", { jobs = #jobs })
+    for _, job in ipairs(jobs) do
+        C.os_job_register(job.name, job.every_ms)
+    end
     while C.os_task_retired(task) == 0 and #jobs > 0 do
         local now = tonumber(C.os_monotonic_ms())
         local next_at = now + 1000
         for _, job in ipairs(jobs) do
             if now >= job.due_at then
-                local ok, err = xpcall(job.fn, traceback)
+                local ok, result, err = xpcall(job.fn, traceback)
                 if not ok then
-                    log.error("job failed", { job = job.name, error = err })
+                    log.error("job failed", { job = job.name, error = result })
+                elseif result == nil and err ~= nil then
+                    log.warn("job cycle failed", { job = job.name, error = tostring(err) })
+                else
+                    C.os_job_succeeded(job.name)
                 end
                 now = tonumber(C.os_monotonic_ms())
                 job.due_at = now + job.every_ms

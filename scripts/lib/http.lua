@@ -3,9 +3,16 @@
 --   local res, err = http.request{ method = "POST", url = "http://inventory/reserve/",
 --                                  headers = { ["Idempotency-Key"] = key }, json = { ... } }
 --   res = { status = 201, body = "...", json = <decoded body or nil> }
---   err = { kind = "unavailable" | "timeout", message = "..." } when no answer came back
+--   err = { kind = "unavailable" | "timeout", maybe_sent = bool, message = "..." } when no
+--         answer came back:
+--     "unavailable": the request provably never reached the other side (no connection could
+--                    be made); maybe_sent is false, so it is safe to treat as not done;
+--     "timeout":     it may have been processed (DOWNSTREAM_TIMEOUT_MS passed, or the
+--                    connection broke after the request was written); maybe_sent tells
+--                    whether it had been written at all.
 --
--- The whole call is bounded by DOWNSTREAM_TIMEOUT_MS; connections are kept alive per host.
+-- The whole call, including the core's one immediate retry of a kept-alive connection the
+-- server had closed, is bounded by DOWNSTREAM_TIMEOUT_MS: callers do not retry inline.
 
 local ffi = require("ffi")
 local cjson = require("cjson.safe")
@@ -47,6 +54,7 @@ function _M.request(opts)
     local rc = async.wait(C.os_http_request(task, opts.method or "GET", opts.url, #opts.url, lines, #lines, body, #body))
     if rc ~= OK then
         return nil, setmetatable({ kind = rc == ETIMEDOUT and "timeout" or "unavailable",
+                                   maybe_sent = C.os_http_maybe_sent(task) ~= 0,
                                    message = async.error_message(task) }, error_mt)
     end
     local p = C.os_http_body(task, len_out)

@@ -109,19 +109,19 @@ function _M.deliver(row)
     return true
 end
 
--- The outbox job: claims and delivers due rows until none are left or an error stops it.
+-- The outbox job: claims and delivers due rows until none are left (true) or the claim
+-- fails (nil, err: the cycle did not complete; the next one tries again).
 function _M.deliver_due()
     while true do
         local rows, err = db.query(CLAIM, BATCH, LEASE_SECONDS)
         if not rows then
-            log.warn("outbox claim failed", { error = err.message })
-            return
+            return nil, "outbox claim failed: " .. tostring(err.message)
         end
         for _, row in ipairs(rows) do
             _M.deliver(row)
         end
         if #rows < BATCH then
-            return
+            return true
         end
     end
 end

@@ -25,6 +25,9 @@ local EMPTY_ARRAY = json.empty_array or setmetatable({}, {
     __newindex = function() error("response.empty_array is read-only", 2) end,
 })
 local MAX_DEPTH = 1000
+-- A 503's Retry-After (RFC 9110 10.2.3) when the caller gives none: the usual causes (a
+-- database restart, a pool briefly exhausted, a downstream circuit open) pass within seconds.
+local RETRY_AFTER_SECONDS = "1"
 
 local _M = { null = cjson.null, empty_array = EMPTY_ARRAY }
 local methods = {}
@@ -133,11 +136,19 @@ local function new(status, content_type, body, headers)
             list[#list + 1] = { pair[1], check_header(pair[1], pair[2], 4) }
         end
     end
+    local retry_after = false
     for i = #list, 2, -1 do
-        if lower(list[i][1]) == "content-type" then
+        local name = lower(list[i][1])
+        if name == "content-type" then
             list[1][2] = list[i][2]
             table.remove(list, i)
+        elseif name == "retry-after" then
+            retry_after = true
         end
+    end
+    -- Every 503 (a database or a downstream unavailable) tells the client when to retry.
+    if status == 503 and not retry_after then
+        list[#list + 1] = { "retry-after", RETRY_AFTER_SECONDS }
     end
     return setmetatable({ status = status, headers = list, body = body }, mt)
 end

@@ -215,8 +215,7 @@ end
 function _M.recover()
     local stalled, err = db.query(UNFINISHED, GRACE_SECONDS)
     if not stalled then
-        log.warn("saga recovery could not look for stalled sagas", { error = err.message })
-        return
+        return nil, "saga recovery could not look for stalled sagas: " .. tostring(err.message)
     end
     for _, s in ipairs(stalled) do
         local row = assert(db.query(ORDER_FOR_COMPENSATION, s.order_id))[1]
@@ -243,6 +242,7 @@ function _M.recover()
                                                    error = ferr and tostring(ferr) })
         end
     end
+    return true
 end
 
 return _M

@@ -117,6 +117,13 @@ describe("lib.response", function()
     end)
 
     describe("error()", function()
+        it("gives every 503 a Retry-After", function()
+            local resp = response.error(503, "database unavailable")
+            assert.same({ "content-type: application/json", "retry-after: 1" }, header_list(resp))
+            assert.same({ "content-type: application/json", "retry-after: 1" },
+                        header_list(response.json(503, { status = "unhealthy" })))
+        end)
+
         it("builds a JSON error without details", function()
             local resp = response.error(404, "order not found")
             assert.equal(404, resp.status)

@@ -1,0 +1,388 @@
+"""The core under faults: backends terminated under the background jobs, PostgreSQL restarted
+under load, a multi-host DATABASE_URL whose first host is dead, a connection attempt that
+hangs, a backend killed inside a transaction, a stalled job, and downstream calls that time
+out, are refused, or meet a kept-alive connection the server dropped. Real PostgreSQL, the
+real binary, real HTTP; every wait is on a condition."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, start_standins,
+                     wait_until)
+
+PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
+ADMIN_URL = os.environ["PG_ADMIN_URL"]
+PG_PORT = int(os.environ["PG_PORT"])
+ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
+JOB_ENV = {"OUTBOX_EVERY_MS": "100", "SAGA_RECOVERY_EVERY_MS": "200", "SAGA_GRACE_MS": "1000",
+           "BREAKER_FAILURES": "1000", "OUTBOX_BACKOFF_BASE_MS": "100", "OUTBOX_BACKOFF_MAX_MS": "500",
+           "DOWNSTREAM_TIMEOUT_MS": "1000"}
+
+
+def migrated_database(name):
+    url = fresh_database(name)
+    assert run_binary("migrate", env={"DATABASE_URL": url}).returncode == 0
+    return url
+
+
+def metric(svc, name, labels=""):
+    """The value of one sample of /metrics, or None."""
+    text = svc.request("GET", "/metrics").body.decode()
+    m = re.search(r"^" + re.escape(name + labels) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def terminate_service_backends(url):
+    db = url.rsplit("/", 1)[1]
+    return int(psql(ADMIN_URL, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               f"WHERE datname = '{db}' AND application_name = 'orderservice'"))
+
+
+class JobsSurviveTerminatedBackends(unittest.TestCase):
+    def test_ten_rounds_of_terminated_connections_then_each_row_is_delivered_exactly_once(self):
+        url = migrated_database("it_faults_terminate")
+        standin, env = start_standins()
+        env.update(JOB_ENV)
+        with standin, Service(database_url=url, workers=1, env=dict(env, DB_POOL_SIZE="3")) as svc:
+            # Rows the job must deliver once the rounds are over: parked until then.
+            psql(url, "INSERT INTO outbox (kind, order_id, payload, next_attempt_at) "
+                      "SELECT 'notify', i, jsonb_build_object('service', 'notification', 'path', '', "
+                      "'body', jsonb_build_object('type', 'FAULTS', 'data', jsonb_build_object('order_id', i)), "
+                      "'key', 'faults-' || i), 'infinity' FROM generate_series(1, 20) i")
+            rounds_started = time.time()
+            for round_ in range(10):
+                wait_until(lambda: terminate_service_backends(url) > 0, what="service connections to kill")
+                killed_at = time.time()
+                # The job must complete a cycle after every round: it survived the failures.
+                wait_until(lambda: (metric(svc, "orderservice_jobs_last_success_timestamp_seconds",
+                                           '{job="outbox"}') or 0) > killed_at,
+                           what=f"an outbox cycle after round {round_ + 1}")
+            print(f"\nterminations: 10 rounds, each followed by a completed outbox cycle, in "
+                  f"{time.time() - rounds_started:.2f} s")
+            self.assertEqual(svc.request("GET", "/health/").status, 200)
+            psql(url, "UPDATE outbox SET next_attempt_at = now() WHERE delivered_at IS NULL")
+            wait_until(lambda: psql(url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == "0",
+                       what="the parked rows delivered")
+            keys = [c["idempotency_key"] for c in standin.request("GET", "/_calls").json()["calls"]]
+            self.assertEqual(sorted(keys), sorted(f"faults-{i}" for i in range(1, 21)))
+            self.assertIsNone(svc.proc.poll())
+            logs = svc.logs()
+            self.assertNotIn("SIGHUP", logs)
+            self.assertNotIn("ignored a completion", logs)
+
+
+class Restart(unittest.TestCase):
+    """PostgreSQL (a private cluster, so no other test is disturbed) stopped and started
+    under a load of reads and creates."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="os-faults-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.pgdata = os.path.join(self.dir, "pg")
+        self.pgport = free_port()
+
+    def tearDown(self):
+        subprocess.run([PGCLUSTER, "stop", self.pgdata], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pg(self, action):
+        args = [PGCLUSTER, action, self.pgdata] + ([str(self.pgport)] if action == "start" else [])
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+    def test_restart_under_load_gives_503s_only_during_the_outage_never_500_and_jobs_resume(self):
+        url = self.pg("start")
+        self.assertEqual(run_binary("migrate", env={"DATABASE_URL": url}).returncode, 0)
+        standin, env = start_standins()
+        env.update(JOB_ENV)
+        with standin, Service(database_url=url, workers=2, env=dict(env, DB_POOL_SIZE="3")) as svc:
+            oid = svc.request("POST", "/v1/orders/create/", body=ORDER).json()["order_id"]
+            marks = {}
+
+            def call():
+                started = time.time()
+                if threading.get_ident() % 2:
+                    r = svc.request("GET", f"/v1/orders/{oid}/")
+                else:
+                    r = svc.request("POST", "/v1/orders/create/", body=ORDER)
+                return started, time.time(), r.status, r.headers.get("retry-after")
+
+            with Load(call, threads=4) as load:
+                wait_until(lambda: len(load.results) >= 20, what="load before the outage")
+                marks["stop"] = time.time()
+                self.pg("stop")
+                wait_until(lambda: svc.request("GET", "/health/").status == 503, what="503 during the outage")
+                self.pg("start")
+                marks["started"] = time.time()
+
+                def recovered():
+                    # Both workers' pools: health on several connections, then the load succeeding.
+                    return all(svc.request("GET", "/health/").status == 200 for _ in range(6))
+                wait_until(recovered, seconds=30, what="recovery")
+                marks["recovered"] = time.time()
+                n = len(load.results)
+                wait_until(lambda: len(load.results) >= n + 40, what="load after the recovery")
+            results = load.results
+            statuses = [r[2] for r in results]
+            print(f"\nrestart: {len(results)} requests, {statuses.count(503)} answered 503, recovered "
+                  f"{marks['recovered'] - marks['started']:.2f} s after PostgreSQL was started again")
+            self.assertEqual(statuses.count(500), 0, "500s while PostgreSQL restarted")
+            self.assertTrue(set(statuses) <= {200, 201, 503}, set(statuses))
+            self.assertIn(503, statuses)
+            for started, ended, status, retry_after in results:
+                if status == 503:
+                    self.assertGreater(ended, marks["stop"], "a 503 before the outage")
+                    self.assertLess(started, marks["recovered"], "a 503 after the recovery")
+                    self.assertEqual(retry_after, "1")
+            after = [r[2] for r in results if r[0] > marks["recovered"]]
+            self.assertTrue(after and set(after) <= {200, 201}, after)
+            # The jobs deliver again: a new order's shipment and notification go out.
+            oid = svc.request("POST", "/v1/orders/create/", body=ORDER).json()["order_id"]
+            wait_until(lambda: psql(url, f"SELECT count(*) FROM outbox WHERE order_id = {oid} "
+                                         "AND delivered_at IS NULL") == "0", what="delivery after the restart")
+            self.assertEqual(svc.request("GET", "/health/").status, 200)
+            self.assertEqual(svc.stop(), 0)
+
+
+class Connecting(unittest.TestCase):
+    def test_a_multi_host_url_whose_first_host_is_dead_connects_to_the_next(self):
+        fresh_database("it_faults_multihost")
+        dead = free_port()  # nothing listens there: refused at once
+        # The second host is a name: resolved on h2o's resolver threads, then tried by address.
+        multi = f"postgresql://postgres@127.0.0.1:{dead},localhost:{PG_PORT}/it_faults_multihost"
+        with Service(database_url=multi, workers=1, env={"JOBS": "0"}) as svc:
+            wait_until(lambda: svc.request("GET", "/health/").status == 200, what="a connection to the second host")
+            self.assertEqual(svc.request("GET", "/test/query").status, 200)
+
+    def test_health_live_answers_at_once_while_a_connection_attempt_hangs(self):
+        # A listener that never accepts: the kernel completes the handshake, libpq sends its
+        # first message and waits for an answer that never comes, up to DB_CONNECT_TIMEOUT_MS.
+        # The host is a name, so it is resolved first (on h2o's resolver threads).
+        silent = socket.socket()
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        hung = f"postgresql://postgres@localhost:{silent.getsockname()[1]}/orderservice"
+        with Service(database_url=hung, workers=1,
+                     env={"JOBS": "0", "DB_CONNECT_TIMEOUT_MS": "20000", "DB_ACQUIRE_TIMEOUT_MS": "300"}) as svc:
+            for _ in range(10):
+                started = time.monotonic()
+                r = svc.request("GET", "/health/live/")
+                self.assertEqual(r.status, 200)
+                self.assertLess(time.monotonic() - started, 0.5)
+            started = time.monotonic()
+            r = svc.request("GET", "/health/")
+            self.assertEqual(r.status, 503)
+            self.assertLess(time.monotonic() - started, 2)
+            self.assertNotIn("cannot connect to the database", svc.logs(), "the attempt was to be still pending")
+
+    def test_a_database_url_whose_lists_differ_exits_2(self):
+        r = run_binary("serve", env={"DATABASE_URL": "postgresql://postgres@a,b/db?port=1,2,3",
+                                     "PORT": str(free_port())})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("DATABASE_URL", r.stdout + r.stderr)
+
+    def test_a_bad_connect_timeout_exits_2_naming_it(self):
+        r = run_binary("serve", env={"DB_CONNECT_TIMEOUT_MS": "soon", "PORT": str(free_port())})
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("DB_CONNECT_TIMEOUT_MS", r.stdout + r.stderr)
+
+
+class Transactions(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.url = fresh_database("it_faults_tx")
+        cls.svc = Service(database_url=cls.url, workers=1,
+                          env={"JOBS": "0", "DB_POOL_SIZE": "1", "DB_ACQUIRE_TIMEOUT_MS": "5000"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def kill_backend_running(self, fragment):
+        def kill():
+            return psql(ADMIN_URL, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   f"WHERE datname = 'it_faults_tx' AND query LIKE '%{fragment}%' "
+                                   "AND application_name = 'orderservice'") == "1"
+        wait_until(kill, what=f"a backend running {fragment}")
+
+    def background(self, path):
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("r", self.svc.request("GET", path)))
+        t.start()
+        return t, result
+
+    def assert_pool_recovers(self):
+        # The pool gauges are published by the worker every 100 ms: wait for them to say so.
+        wait_until(lambda: metric(self.svc, "orderservice_db_pool_busy") == 0, what="no connection busy")
+        wait_until(lambda: self.svc.request("GET", "/test/tx-hold?ms=1").status == 200,
+                   what="the next transaction to work")
+        wait_until(lambda: metric(self.svc, "orderservice_db_pool_busy") == 0, what="no connection busy after it")
+
+    def test_a_backend_killed_during_a_query_in_a_transaction_fails_it_with_503_and_leaks_no_pin(self):
+        t, result = self.background("/test/tx-hold?ms=5000")
+        self.kill_backend_running("pg_sleep")
+        t.join()
+        self.assertEqual(result["r"].status, 503, result["r"].body)
+        self.assertEqual(result["r"].headers.get("retry-after"), "1")
+        self.assert_pool_recovers()
+
+    def test_a_backend_killed_while_its_transaction_waits_on_something_else_breaks_only_that_transaction(self):
+        # The task is pinned but sleeping, not waiting on the connection: it must not be resumed
+        # by the connection's failure (that was a double resume); its next query fails instead.
+        t, result = self.background("/test/tx-hold?ms=1&pause_ms=1500&again=1")
+        self.kill_backend_running("pg_backend_pid")
+        t.join()
+        self.assertEqual(result["r"].status, 503, result["r"].body)
+        self.assertIn("lost inside the transaction", result["r"].json()["error"])
+        # The same task's next transaction works (a job's task lives on after such a failure).
+        self.assertEqual(result["r"].json()["details"]["again"], 2)
+        self.assert_pool_recovers()
+        self.assertNotIn("ignored a completion", self.svc.logs())
+
+
+class StalledJob(unittest.TestCase):
+    def test_a_job_that_stops_completing_cycles_makes_health_503_with_the_reason(self):
+        url = migrated_database("it_faults_stalled")
+        with Service(database_url=url, workers=2, env=JOB_ENV) as svc:
+            wait_until(lambda: metric(svc, "orderservice_jobs_last_success_timestamp_seconds", '{job="outbox"}'),
+                       what="a first outbox cycle")
+            self.assertEqual(svc.request("GET", "/health/").status, 200)
+            # Every outbox claim now fails (the job runs on, failing): after 3 intervals and the
+            # margin, /health/ names it, on whichever worker answers.
+            psql(url, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$BEGIN RAISE EXCEPTION 'outbox refused for the test'; END$$; "
+                      "CREATE TRIGGER refuse BEFORE UPDATE ON outbox FOR EACH STATEMENT EXECUTE FUNCTION refuse()")
+            r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(svc.request("GET", "/health/")),
+                           what="/health/ to report the stalled job")
+            self.assertEqual(r.json()["status"], "unhealthy")
+            self.assertIn("job outbox has not completed a cycle", r.json()["error"])
+            self.assertEqual(r.headers.get("retry-after"), "1")
+            psql(url, "DROP TRIGGER refuse ON outbox")
+            wait_until(lambda: all(svc.request("GET", "/health/").status == 200 for _ in range(4)),
+                       what="/health/ healthy once the job completes cycles again")
+            self.assertIsNone(svc.proc.poll())
+
+
+class Reload(unittest.TestCase):
+    def test_a_successful_reload_logs_no_error(self):
+        url = migrated_database("it_faults_reload")
+        with Service(database_url=url, workers=1, env=dict(JOB_ENV, RELOAD_POLL_MS="0")) as svc:
+            wait_until(lambda: svc.logs().count("background jobs started") == 1, what="the jobs")
+            svc.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: svc.logs().count("background jobs started") == 2, what="the reloaded jobs")
+            wait_until(lambda: "background jobs stopped" in svc.logs(), what="the retired jobs to stop")
+            self.assertEqual(svc.request("GET", "/health/").status, 200)
+            errors = [line for line in svc.logs().splitlines() if '"level":"error"' in line]
+            self.assertEqual(errors, [])
+
+
+class StubServer:
+    """A downstream on a loopback port, one thread per connection; `serve(conn, n)` handles the
+    n-th request read on a connection (n counts from 1) and says whether to keep it open."""
+
+    def __init__(self, serve):
+        self.serve, self.connections, self.requests = serve, 0, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn):
+        buf, n = b"", 0
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+                while len(buf) < length:
+                    buf += conn.recv(65536)
+                buf = buf[length:]
+                n += 1
+                self.requests += 1
+                if not self.serve(conn, n):
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def answer(conn, n):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return True
+
+
+class Downstream(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = Service(workers=1, env={"JOBS": "0", "DOWNSTREAM_TIMEOUT_MS": "400"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def call(self, port):
+        return self.svc.request("GET", f"/test/downstream?url=http://127.0.0.1:{port}/x").json()
+
+    def test_a_slow_answer_is_a_timeout_at_the_deadline_that_may_have_been_processed(self):
+        def slow(conn, n):
+            time.sleep(1.5)
+            return False
+        stub = StubServer(slow)
+        r = self.call(stub.port)
+        stub.close()
+        self.assertEqual(r["kind"], "timeout", r)
+        self.assertIs(r["maybe_sent"], True)
+        self.assertIn("400 ms", r["message"])
+        self.assertGreaterEqual(r["ms"], 390)
+        self.assertLess(r["ms"], 900)
+
+    def test_a_refused_connection_is_unavailable_and_provably_not_sent(self):
+        r = self.call(free_port())
+        self.assertEqual(r["kind"], "unavailable", r)
+        self.assertIs(r["maybe_sent"], False)
+
+    def test_a_dropped_kept_alive_connection_is_retried_once_on_a_fresh_one(self):
+        def second_request_dropped(conn, n):
+            if n == 1:
+                return answer(conn, n)
+            return False  # read, then closed without a byte: as if it had timed out idle
+        stub = StubServer(second_request_dropped)
+        self.assertEqual(self.call(stub.port)["status"], 200)
+        r = self.call(stub.port)  # goes out on the kept-alive connection, which is dropped
+        stub.close()
+        self.assertEqual(r.get("status"), 200, r)
+        self.assertEqual(stub.requests, 3)
+        self.assertEqual(stub.connections, 2)
+
+    def test_a_fresh_connection_dropped_after_the_request_is_not_retried(self):
+        stub = StubServer(lambda conn, n: False)
+        r = self.call(stub.port)
+        stub.close()
+        self.assertEqual(r["kind"], "timeout", r)
+        self.assertIs(r["maybe_sent"], True)
+        self.assertEqual(stub.requests, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
