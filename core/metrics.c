@@ -265,10 +265,10 @@ size_t os_metrics_render(char *buf, size_t cap)
     put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
             "orderservice_workers %d\n",
         workers);
+    o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
             "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
         (long long)started_at);
-    o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     if (o.len < cap)
         buf[o.len] = '\0';
     return o.len;

@@ -104,10 +104,18 @@ local function check_header(name, value, level)
     return value
 end
 
--- Appends a header (kept in order; a name may repeat). Returns the response.
+-- Appends a header (kept in order; a name may repeat). Returns the response. A Retry-After
+-- given here replaces the default one a 503 got when it was made.
 function methods:header(name, value)
     value = check_header(name, value, 3)
     local headers = self.headers
+    if lower(name) == "retry-after" then
+        for i = #headers, 1, -1 do
+            if headers[i].default then
+                table.remove(headers, i)
+            end
+        end
+    end
     headers[#headers + 1] = { name, value }
     return self
 end
@@ -148,7 +156,7 @@ local function new(status, content_type, body, headers)
     end
     -- Every 503 (a database or a downstream unavailable) tells the client when to retry.
     if status == 503 and not retry_after then
-        list[#list + 1] = { "retry-after", RETRY_AFTER_SECONDS }
+        list[#list + 1] = { "retry-after", RETRY_AFTER_SECONDS, default = true }
     end
     return setmetatable({ status = status, headers = list, body = body }, mt)
 end

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import Service, fresh_database, run_binary, start_standins, wait_until
+from harness import ADMIN_TOKEN, Service, fresh_database, run_binary, start_standins, wait_until
 
 TOTAL = 20000
 CLIENTS = 48
@@ -19,7 +19,7 @@ TIME_LIMIT_S = 60
 
 
 async def exchange(reader, writer, path):
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: stress\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: stress\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n".encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])

@@ -21,6 +21,7 @@ BAD = {
     "DB_POOL_SIZE": "-1",
     "DB_ACQUIRE_TIMEOUT_MS": "abc",
     "DB_STATEMENT_TIMEOUT_MS": "1e3",
+    "DB_CONNECT_TIMEOUT_MS": "soon",
     "MIGRATE_ON_START": "yes",
     "MIGRATIONS_DIR": "m" * 2000,
     "SEED_DIR": "s" * 2000,
