@@ -7,22 +7,22 @@
 --   POST  /v1/orders/{id}/cancel/            cancel (Idempotency-Key aware)
 --   GET   /v1/orders/my-orders/{customer_id}/ a customer's history
 --
--- Input checks live in lib.order_input, SQL in lib.order_sql, money in lib.money and the
--- status rules in lib.order_rules; this file wires them to HTTP. Failures travel as
+-- Input checks live in orders.input, SQL in orders.sql, money in orders.money and the
+-- status rules in orders.rules; this file wires them to HTTP. Failures travel as
 -- nil, err and become a response here, at the edge.
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
 local host = require("lib.host")
-local idempotency = require("lib.idempotency")
-local input = require("lib.order_input")
+local idempotency = require("orders.idempotency")
+local input = require("orders.input")
 local log = require("lib.log")
-local money = require("lib.money")
-local order_sql = require("lib.order_sql")
+local money = require("orders.money")
+local order_sql = require("orders.sql")
 local query = require("lib.query")
 local response = require("lib.response")
-local rules = require("lib.order_rules")
-local saga = require("lib.saga")
+local rules = require("orders.rules")
+local saga = require("orders.saga")
 
 local format = string.format
 local ipairs, pairs, unpack = ipairs, pairs, unpack
@@ -176,7 +176,7 @@ local function insert_order(order, who)
     return id
 end
 
--- Create: validate, record the order PENDING, run the saga (reserve, charge; see lib.saga),
+-- Create: validate, record the order PENDING, run the saga (reserve, charge; see orders.saga),
 -- answer with the order as the saga left it: 201, or the saga's failure status with the
 -- recorded order in the body. Nothing is written for input that fails validation.
 function _M.create(req)

@@ -1,6 +1,6 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
-local order_sql = require("lib.order_sql")
+local order_sql = require("orders.sql")
 
 local function base(extra)
     local args = { sort = "created_at", dir = "desc", page = 1, page_size = 20 }
@@ -10,7 +10,7 @@ local function base(extra)
     return args
 end
 
-describe("lib.order_sql", function()
+describe("orders.sql", function()
     describe("list()", function()
         it("needs only limit and offset without filters", function()
             local sql, params = order_sql.list(base({ page = 3 }))

@@ -1,4 +1,4 @@
--- order_input.lua - checks what clients send to the orders API and turns it into plain,
+-- input.lua - checks what clients send to the orders API and turns it into plain,
 -- trusted values for the handlers.
 --
 -- Every function returns the normalized value, or nil, err where err is
@@ -10,8 +10,8 @@
 -- money must have at most 2 decimals. Empty query arguments (?order_status=) count as
 -- absent, as HTML forms send them.
 
-local money = require("lib.money")
-local rules = require("lib.order_rules")
+local money = require("orders.money")
+local rules = require("orders.rules")
 
 local byte, find, format, match, sub = string.byte, string.find, string.format, string.match,
                                        string.sub

@@ -1,4 +1,4 @@
--- order_sql.lua - every SQL text of the orders API, in one place.
+-- sql.lua - every SQL text of the orders API, in one place.
 --
 -- Pure text: nothing here runs a query, so tests/integration/test_orders_explain.py can load
 -- this module under plain LuaJIT and EXPLAIN exactly what the handlers send.
@@ -114,7 +114,7 @@ local function order_by(alias, sort, dir)
     return format(alias .. "." .. ORDER_BY[sort], d, alias, d)
 end
 
--- args: as returned by lib.order_input.list_args / history_args. Returns sql, params: the
+-- args: as returned by orders.input.list_args / history_args. Returns sql, params: the
 -- query answers one row per order of the page (total_count, the order columns, items),
 -- or a single row with only total_count when the page is empty.
 function _M.list(args)

@@ -17,9 +17,9 @@
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
-local downstream = require("lib.downstream")
+local downstream = require("orders.downstream")
 local log = require("lib.log")
-local outbox = require("lib.outbox")
+local outbox = require("orders.outbox")
 
 local _M = {}
 

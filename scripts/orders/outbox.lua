@@ -10,7 +10,7 @@
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
-local downstream = require("lib.downstream")
+local downstream = require("orders.downstream")
 local log = require("lib.log")
 
 local _M = {}

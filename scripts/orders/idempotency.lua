@@ -18,7 +18,7 @@
 -- releases the key: nothing was done, and the retry should run for real.
 
 local db = require("lib.db")
-local order_sql = require("lib.order_sql")
+local order_sql = require("orders.sql")
 local response = require("lib.response")
 
 local _M = {}
