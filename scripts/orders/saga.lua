@@ -1,19 +1,29 @@
 -- saga.lua - creating and cancelling an order across inventory, payment and shipping.
 --
--- Create (the order is already committed PENDING with its order_sagas row 'reserving'):
---   reserve ─ok→ (step 'charging') charge ─ok→ CONFIRMED/PAID, outbox: ship, notify → 201
---      │refused → CANCELLED                                     → 409
---      │unavailable → CANCELLED, outbox: release                → 503
---                          charge refused → CANCELLED/FAILED, outbox: release          → 402
---                          charge unavailable → CANCELLED/FAILED, outbox: release, refund
---                                               (the charge may have happened)        → 503
--- Each ending is one transaction: statuses, their order_events, the outbox rows and the
--- saga row change together or not at all. Ship and notify go through the outbox only, so
--- a shipping or notification outage never fails or slows a create. An order whose process
--- died mid-saga is finished by recover() (the saga_recovery job) after SAGA_GRACE_MS.
+-- One authority over an order's fate: the order row, locked, and its order_sagas row. Every
+-- step the saga takes and every ending is a transaction that first locks the order, so a
+-- cancel (POST .../cancel/ or PATCH to CANCELLED, one code path: on_cancel) and the saga
+-- are serialised. The saga records what it did at each step (reserve / charge: 'sent',
+-- 'done', 'refused') before and after each call, and runs the next step only while the
+-- order is still PENDING:
 --
--- Cancel: CANCELLED plus outbox rows for release, refund (when PAID) and the notification,
--- delivered right away by the request and, for any that fail, by the outbox job later.
+--   lock: PENDING? reserve='sent' ── reserve ──→ lock: PENDING? reserve='done', charge='sent'
+--     ── charge ──→ lock: PENDING? CONFIRMED/PAID, outbox: ship, ORDER_CREATED      → 201
+--   reserve refused        → CANCELLED/FAILED                                      → 409
+--   reserve unavailable    → CANCELLED/FAILED, outbox: release                     → 503
+--   charge refused         → CANCELLED/FAILED, outbox: release                     → 402
+--   charge unavailable     → CANCELLED/FAILED, outbox: release, refund (reconciled
+--                            until the payment service confirms it; then REFUNDED)  → 503
+--   no longer PENDING at any lock (cancelled meanwhile) → compensate exactly what is
+--                            'sent' or 'done'; payment PAID when the charge is done (the
+--                            refund makes it REFUNDED), else FAILED                → 409
+--
+-- A cancel while the saga runs only records the intent (CANCELLED) and announces it; the
+-- saga compensates at its next lock. A cancel after the saga compensates from the saga's
+-- record, voids ship and ORDER_CREATED rows that never went out, and follows those that
+-- did with a shipping cancel / the ORDER_CANCELLED notification (outbox.after_id).
+-- A process that dies mid-saga leaves the row unfinished: recover() (the saga_recovery job)
+-- compensates it after SAGA_GRACE_MS from the same record.
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
@@ -26,17 +36,33 @@ local _M = {}
 local GRACE_SECONDS = (tonumber(os.getenv("SAGA_GRACE_MS") or "") or 30000) / 1000
 local INLINE_LEASE_SECONDS = 60
 
-local SET_STEP = db.statement("saga_step", [[
-  UPDATE order_sagas SET step = $2, updated_at = now() WHERE order_id = $1 AND finished_at IS NULL]])
+-- Test-only: tests/integration/fixtures/routes.lua replaces this to kill the process at a
+-- named point of create (after_insert, after_reserve, after_charge, before_commit, after_saga).
+function _M.crash_point(_) end
 
-local LOCK_SAGA = db.statement("saga_lock", [[
-  SELECT s.step, s.finished_at IS NOT NULL AS finished, o.order_status, o.payment_status
-    FROM order_sagas s JOIN ordersapp_order o USING (order_id)
-   WHERE s.order_id = $1 FOR UPDATE OF s, o]])
+-- The order row locked, with its saga record (all saga columns NULL for legacy orders).
+-- Every writer of order_sagas holds this lock first, so the saga row needs none of its own.
+local LOCK = db.statement("saga_lock", [[
+  SELECT o.order_status, o.payment_status, o.shipping_status,
+         s.step, s.reserve, s.charge, s.releases, s.finished_at IS NOT NULL AS finished
+    FROM ordersapp_order o LEFT JOIN order_sagas s USING (order_id)
+   WHERE o.order_id = $1 FOR UPDATE OF o]])
+
+local SET_FACTS = db.statement("saga_facts", [[
+  UPDATE order_sagas SET step = COALESCE($2, step), reserve = COALESCE($3, reserve),
+                         charge = COALESCE($4, charge), updated_at = now()
+   WHERE order_id = $1]])
+
+local NEXT_RELEASE = db.statement("saga_next_release", [[
+  UPDATE order_sagas SET releases = releases + 1 WHERE order_id = $1 RETURNING releases]])
 
 local FINISH_SAGA = db.statement("saga_finish", [[
   UPDATE order_sagas SET step = 'done', finished_at = now(), updated_at = now(), outcome = $2
    WHERE order_id = $1]])
+
+local EVENT = db.statement("saga_event", [[
+  INSERT INTO order_events (order_id, field, from_status, to_status, actor, reason)
+  VALUES ($1, 'saga', NULL, $2, $3, $4)]])
 
 -- Sets whichever statuses are given (NULL keeps one) and records an event per change.
 local SET_STATUSES = db.statement("saga_set_statuses", [[
@@ -57,6 +83,21 @@ local SET_STATUSES = db.statement("saga_set_statuses", [[
                              AS f(field, from_status, to_status)
                WHERE f.from_status IS DISTINCT FROM f.to_status)
   SELECT order_id, order_status, payment_status FROM upd]])
+
+-- A cancel voids the ship and ORDER_CREATED rows no call was made for ...
+local VOID_UNSENT = db.statement("saga_void_unsent", [[
+  UPDATE outbox SET delivered_at = now(), last_error = 'voided: order cancelled'
+   WHERE order_id = $1 AND delivered_at IS NULL AND sent_at IS NULL
+     AND (kind = 'ship' OR (kind = 'notify' AND payload->'body'->>'type' = 'ORDER_CREATED'))]])
+
+-- ... and follows those that went out (the newest of each kind; in_flight when undelivered).
+local SENT = db.statement("saga_sent", [[
+  SELECT DISTINCT ON (kind) id, kind, delivered_at IS NULL AS in_flight
+    FROM outbox
+   WHERE order_id = $1 AND sent_at IS NOT NULL
+     AND (last_error IS DISTINCT FROM 'voided: order cancelled' OR delivered_at IS NULL)
+     AND (kind = 'ship' OR (kind = 'notify' AND payload->'body'->>'type' = 'ORDER_CREATED'))
+   ORDER BY kind, id DESC]])
 
 local UNFINISHED = db.statement("saga_unfinished", [[
   SELECT order_id FROM order_sagas
@@ -82,19 +123,24 @@ local function inventory_body(order)
     return { order_id = order.order_id, items = items }
 end
 
-local function notify(type, step, order, rid, lease)
+local function notify(type, step, order, rid, lease, after_id)
     return outbox.add("notify", order.order_id, "notification", "",
                       { type = type, data = { order_id = order.order_id, order_total = order.order_total,
                                               customer_id = order.customer_id } },
-                      key(order.order_id, "notify-" .. step), rid, lease)
+                      key(order.order_id, "notify-" .. step), rid, lease, after_id)
 end
 
 -- The outbox rows each kind of work needs; `lease` keeps the job off rows the caller
--- delivers itself.
+-- delivers itself. Call inside a transaction holding the order's lock.
 local WORK = {
+    -- The first release is order-N-release; one that must follow a late reservation (the
+    -- saga learnt of it after a release had gone out) gets its own key, order-N-release-2,
+    -- so an idempotent inventory does not replay the first release's answer.
     release = function(order, rid, lease)
+        local rows = assert(db.query(NEXT_RELEASE, order.order_id))
+        local n = rows[1] and rows[1].releases or 1
         return outbox.add("release", order.order_id, "inventory", "/release/", inventory_body(order),
-                          key(order.order_id, "release"), rid, lease)
+                          key(order.order_id, n == 1 and "release" or ("release-" .. n)), rid, lease)
     end,
     refund = function(order, rid, lease)
         return outbox.add("refund", order.order_id, "payment", ("/%d/refund/"):format(order.order_id),
@@ -107,99 +153,210 @@ local WORK = {
                             tracking_no = ("TRK%010d"):format(order.order_id), status = "PENDING" },
                           key(order.order_id, "ship"), rid, lease)
     end,
+    ship_cancel = function(order, rid, lease, after_id)
+        return outbox.add("ship_cancel", order.order_id, "shipping", ("/%d/cancel/"):format(order.order_id),
+                          { order_id = order.order_id }, key(order.order_id, "ship-cancel"), rid, lease, after_id)
+    end,
     notify_created = function(order, rid, lease) return notify("ORDER_CREATED", "created", order, rid, lease) end,
-    notify_cancelled = function(order, rid, lease) return notify("ORDER_CANCELLED", "cancelled", order, rid, lease) end,
+    notify_cancelled = function(order, rid, lease, after_id)
+        return notify("ORDER_CANCELLED", "cancelled", order, rid, lease, after_id)
+    end,
 }
 
--- One transaction ends the saga: statuses (+events), outbox rows, saga row. If the saga was
--- already finished (the recovery job got there first), nothing changes and the order's
--- current state decides the answer.
-local function finish(order, statuses, work, outcome, rid, actor)
+local function lock(order_id)
+    return assert(db.query(LOCK, order_id))[1]
+end
+
+local function saga_event(order_id, what, actor, reason)
+    assert(db.query(EVENT, order_id, what, actor or "saga", reason))
+end
+
+-- What undoes the saga's record: a release when the reservation may exist, a refund when
+-- the charge may have happened. Returns the outbox rows.
+local function compensate(order, st, rid, lease)
+    local rows = {}
+    if st.reserve == "sent" or st.reserve == "done" then
+        rows[#rows + 1] = assert(WORK.release(order, rid, lease))
+    end
+    if st.charge == "sent" or st.charge == "done" then
+        rows[#rows + 1] = assert(WORK.refund(order, rid, lease))
+    end
+    return rows
+end
+
+-- Records the step's facts and starts the next step if the order is still PENDING.
+-- Returns true (go on) or false (stop: cancelled or already ended), or raises.
+local function advance(order_id, facts, what)
+    return db.transaction(function()
+        local st = lock(order_id)
+        if not st or st.finished or st.step == db.null or st.order_status ~= "PENDING" then
+            return false
+        end
+        assert(db.query(SET_FACTS, order_id, facts.step, facts.reserve, facts.charge))
+        saga_event(order_id, what)
+        return true
+    end)
+end
+
+local CANCELLED_MEANWHILE = "order was cancelled while it was being created"
+
+-- One transaction ends the saga: its facts, statuses (+events), outbox rows, the saga row
+-- and (on_finish, e.g. the Idempotency-Key's answer). `want` = { statuses, work, status,
+-- message, outcome } applies when the order is still PENDING; otherwise what was done is
+-- compensated. Returns { status, message, resp } or nil, err.
+local function finish(order, facts, want, on_finish)
     local ok, result, err = pcall(db.transaction, function()
-        local saga = assert(db.query(LOCK_SAGA, order.order_id))[1]
-        if not saga or saga.finished then
-            return "already finished"
+        local id = order.order_id
+        local st = assert(lock(id), "the order vanished")
+        assert(db.query(SET_FACTS, id, nil, facts.reserve, facts.charge))
+        st.reserve, st.charge = facts.reserve or st.reserve, facts.charge or st.charge
+        local status, message, outcome = want.status, want.message, want.outcome
+        if st.finished then
+            -- Recovery ended it first and compensated what was 'sent'. A reservation that
+            -- completed since needs a release of its own.
+            if facts.reserve == "done" and (st.releases or 0) > 0 then
+                assert(WORK.release(order, "saga", 0))
+            end
+            status, message = 409, CANCELLED_MEANWHILE
+            saga_event(id, "late answer", "saga", "after the saga had ended")
+        else
+            if st.order_status ~= "PENDING" then
+                compensate(order, st, "saga", 0)
+                assert(db.query(SET_STATUSES, id, nil, st.charge == "done" and "PAID" or "FAILED", nil,
+                                "saga", "cancelled while being created"))
+                status, message, outcome = 409, CANCELLED_MEANWHILE, "cancelled meanwhile"
+            else
+                local s = want.statuses
+                assert(db.query(SET_STATUSES, id, s.order, s.payment, s.shipping, "saga", outcome))
+                for _, name in ipairs(want.work) do
+                    assert(WORK[name](order, "saga", 0))
+                end
+            end
+            saga_event(id, "ended", "saga", outcome)
+            assert(db.query(FINISH_SAGA, id, outcome))
         end
-        if saga.order_status ~= "PENDING" then
-            -- Cancelled through the API while the saga ran: undo what the saga did.
-            statuses = {}
-            work = { "release", "refund" }
-            outcome = "cancelled meanwhile"
-        end
-        assert(db.query(SET_STATUSES, order.order_id, statuses.order, statuses.payment, statuses.shipping,
-                        actor or "saga", outcome))
-        for _, name in ipairs(work) do
-            assert(WORK[name](order, rid, 0))
-        end
-        assert(db.query(FINISH_SAGA, order.order_id, outcome))
-        return outcome
+        local resp = on_finish and on_finish(status, message)
+        _M.crash_point("before_commit")
+        return { status = status, message = message, resp = resp }
     end)
     if not ok then
         return nil, result
+    elseif not result then
+        return nil, err
     end
-    return result, err
+    return result
 end
 
-local CANCELLED = { order = "CANCELLED", shipping = "Cancelled" }
 local CANCELLED_FAILED = { order = "CANCELLED", payment = "FAILED", shipping = "Cancelled" }
 
 -- Runs the create saga for a committed PENDING order (order_id, customer_id, order_total
--- as a string, items). Returns the HTTP status to answer and, for failures, a message.
-function _M.create(order, rid)
+-- as a string, items). on_finish(status, message) runs inside the transaction that records
+-- the outcome and returns the response to store with it. Returns { status, message, resp }
+-- or nil, err when the outcome could not be recorded (the saga then stays unfinished and
+-- recovery compensates it).
+function _M.create(order, rid, on_finish)
+    local id = order.order_id
+    local ok, go = pcall(advance, id, { step = "reserving", reserve = "sent" }, "reserve sent")
+    if not ok then
+        return nil, go
+    elseif not go then
+        return finish(order, {}, {}, on_finish) -- cancelled before the reservation
+    end
     local outcome, res = downstream.call("inventory", "/reserve/", inventory_body(order),
-                                         { key = key(order.order_id, "reserve"), request_id = rid,
+                                         { key = key(id, "reserve"), request_id = rid,
                                            refusals = { [409] = true, [422] = true } })
+    _M.crash_point("after_reserve")
     if outcome ~= "ok" then
         local refused = outcome == "refused"
-        local ok, err = finish(order, CANCELLED, refused and {} or { "release" },
-                               refused and "reservation refused" or "inventory unavailable", rid)
-        if not ok then
-            return 503, "could not record the saga's outcome: " .. tostring(err)
-        end
-        return refused and 409 or 503,
-            refused and "inventory refused the reservation" or ("inventory unavailable: " .. tostring(res.message))
+        return finish(order, { reserve = refused and "refused" or nil }, {
+            statuses = CANCELLED_FAILED, work = refused and {} or { "release" },
+            status = refused and 409 or 503,
+            message = refused and "inventory refused the reservation"
+                or ("inventory unavailable: " .. tostring(res.message)),
+            outcome = refused and "reservation refused" or "inventory unavailable",
+        }, on_finish)
     end
 
-    local stepped, err = db.query(SET_STEP, order.order_id, "charging")
-    if not stepped then
-        -- Unrecorded, the step would let recovery skip the refund a charge may need.
-        finish(order, CANCELLED, { "release" }, "saga state unavailable", rid)
-        return 503, "database unavailable: " .. err.message
+    ok, go = pcall(advance, id, { reserve = "done", step = "charging", charge = "sent" }, "charge sent")
+    if not ok or not go then
+        -- Cancelled meanwhile (or the database failed): end now, undoing the reservation.
+        return finish(order, { reserve = "done" }, { statuses = CANCELLED_FAILED, work = { "release" },
+                                                     status = 503, message = "saga state unavailable",
+                                                     outcome = "saga state unavailable" }, on_finish)
     end
     outcome, res = downstream.call("payment", "/charge/",
-                                   { order_id = order.order_id, customer_id = order.customer_id,
+                                   { order_id = id, customer_id = order.customer_id,
                                      amount = order.order_total, method = "Card" },
-                                   { key = key(order.order_id, "charge"), request_id = rid })
+                                   { key = key(id, "charge"), request_id = rid })
+    _M.crash_point("after_charge")
     if outcome ~= "ok" then
         local refused = outcome == "refused"
-        local ok, ferr = finish(order, CANCELLED_FAILED, refused and { "release" } or { "release", "refund" },
-                                refused and "payment refused" or "payment unavailable", rid)
-        if not ok then
-            return 503, "could not record the saga's outcome: " .. tostring(ferr)
-        end
-        return refused and 402 or 503,
-            refused and "payment refused" or ("payment unavailable: " .. tostring(res.message))
+        return finish(order, { reserve = "done", charge = refused and "refused" or nil }, {
+            statuses = CANCELLED_FAILED, work = refused and { "release" } or { "release", "refund" },
+            status = refused and 402 or 503,
+            message = refused and "payment refused" or ("payment unavailable: " .. tostring(res.message)),
+            outcome = refused and "payment refused" or "payment unavailable",
+        }, on_finish)
     end
-
-    local ok, ferr = finish(order, { order = "CONFIRMED", payment = "PAID" }, { "ship", "notify_created" },
-                            "confirmed", rid)
-    if not ok then
-        return 503, "could not record the saga's outcome: " .. tostring(ferr)
-    end
-    if ok ~= "confirmed" then
-        return 409, "order was cancelled while it was being created"
-    end
-    return 201
+    return finish(order, { reserve = "done", charge = "done" }, {
+        statuses = { order = "CONFIRMED", payment = "PAID" }, work = { "ship", "notify_created" },
+        status = 201, outcome = "confirmed",
+    }, on_finish)
 end
 
--- Compensation for cancel, inside the caller's transaction (after it set CANCELLED):
--- returns the outbox rows to deliver right after the commit.
-function _M.cancel_work(order, was_paid, rid)
+local SAGA_STATE = db.statement("saga_state", [[
+  SELECT reserve, charge, finished_at IS NOT NULL AS finished FROM order_sagas WHERE order_id = $1]])
+
+-- The cancel's compensation, inside the caller's transaction (the order is locked and now
+-- CANCELLED; `before` is the row as it was). Returns the outbox rows to deliver right after
+-- the commit (rows that must wait for another row are left to the outbox job).
+function _M.on_cancel(order, before, rid)
+    local id = order.order_id
+    local st = assert(db.query(SAGA_STATE, id))[1]
     local rows = {}
-    for _, name in ipairs(was_paid and { "release", "refund", "notify_cancelled" } or { "release", "notify_cancelled" }) do
-        rows[#rows + 1] = assert(WORK[name](order, rid, INLINE_LEASE_SECONDS))
+    if st and not st.finished then
+        -- The saga (or, if its process died, recovery) compensates what it did.
+        rows[1] = assert(WORK.notify_cancelled(order, rid, INLINE_LEASE_SECONDS))
+        return rows
+    end
+    assert(db.query(VOID_UNSENT, id))
+    local follow = {}
+    for _, r in ipairs(assert(db.query(SENT, id))) do
+        follow[r.kind] = r
+    end
+    local legacy = st == nil
+    if legacy or st.reserve == "done" or st.reserve == "sent" then
+        rows[#rows + 1] = assert(WORK.release(order, rid, INLINE_LEASE_SECONDS))
+    end
+    if before.payment_status == "PAID" then
+        rows[#rows + 1] = assert(WORK.refund(order, rid, INLINE_LEASE_SECONDS))
+    end
+    local function after(kind)
+        local r = follow[kind]
+        return r and r.in_flight and r.id or nil
+    end
+    if follow.ship then
+        local after_id = after("ship")
+        local row = assert(WORK.ship_cancel(order, rid, after_id and 0 or INLINE_LEASE_SECONDS, after_id))
+        if not after_id then
+            rows[#rows + 1] = row
+        end
+    end
+    local after_id = after("notify")
+    local row = assert(WORK.notify_cancelled(order, rid, after_id and 0 or INLINE_LEASE_SECONDS, after_id))
+    if not after_id then
+        rows[#rows + 1] = row
     end
     return rows
+end
+
+-- Whether the order's saga still runs (a status change other than cancel must wait for it).
+function _M.running(order_id)
+    local rows, err = db.query(SAGA_STATE, order_id)
+    if not rows then
+        return nil, err
+    end
+    return rows[1] ~= nil and not rows[1].finished
 end
 
 -- Delivers rows a request leased for itself; failures stay for the outbox job.
@@ -210,7 +367,8 @@ function _M.deliver_now(rows)
 end
 
 -- The saga_recovery job: orders whose saga stalled past the grace period are cancelled and
--- compensated (release always; refund when the charge may have happened).
+-- compensated from the saga's record (release when the reservation may exist, refund when
+-- the charge may have happened).
 function _M.recover()
     local stalled, err = db.query(UNFINISHED, GRACE_SECONDS)
     if not stalled then
@@ -222,20 +380,20 @@ function _M.recover()
         if row then
             row.items = cjson.decode(row.items)
             local ok, ferr = pcall(db.transaction, function()
-                local saga = assert(db.query(LOCK_SAGA, s.order_id))[1]
-                if not saga or saga.finished then
+                local st = lock(s.order_id)
+                if not st or st.finished or st.step == db.null then
                     return "already finished"
                 end
-                local charged = saga.step == "charging"
-                assert(db.query(SET_STATUSES, s.order_id, saga.order_status == "PENDING" and "CANCELLED" or nil,
-                                saga.payment_status == "PENDING" and "FAILED" or nil,
-                                saga.order_status == "PENDING" and "Cancelled" or nil, "saga-recovery",
-                                "saga stalled at " .. saga.step))
-                assert(WORK.release(row, "recovery", 0))
-                if charged then
-                    assert(WORK.refund(row, "recovery", 0))
+                if st.reserve == "none" and st.step == "charging" then
+                    st.reserve, st.charge = "sent", "sent" -- a saga begun before migration 0006
                 end
-                assert(db.query(FINISH_SAGA, s.order_id, "recovered at " .. saga.step))
+                compensate(row, st, "recovery", 0)
+                local pending = st.order_status == "PENDING"
+                assert(db.query(SET_STATUSES, s.order_id, pending and "CANCELLED" or nil,
+                                st.payment_status == "PENDING" and "FAILED" or nil,
+                                pending and "Cancelled" or nil, "saga-recovery", "saga stalled at " .. st.step))
+                saga_event(s.order_id, "ended", "saga-recovery", "recovered at " .. st.step)
+                assert(db.query(FINISH_SAGA, s.order_id, "recovered at " .. st.step))
                 return true
             end)
             log.warn("stalled saga compensated", { order_id = s.order_id, ok = ok and true or false,

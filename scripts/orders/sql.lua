@@ -83,23 +83,31 @@ INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
 VALUES ($1, $2, md5($3), 'in_progress')
 ON CONFLICT (scope, key) DO UPDATE
    SET request_hash = EXCLUDED.request_hash, status = 'in_progress',
-       response_status = NULL, response_body = NULL,
+       response_status = NULL, response_body = NULL, order_id = NULL,
        created_at = now(), expires_at = now() + interval '24 hours'
  WHERE k.expires_at < now()
-    OR (k.status = 'in_progress' AND k.created_at < now() - interval '5 minutes')
+    OR (k.status = 'in_progress' AND k.order_id IS NULL
+        AND k.created_at < now() - interval '5 minutes')
 RETURNING k.key]]
 
+-- A key that made an order (order_id) is never taken over while it lives: its retries
+-- answer with that order.
 _M.IDEM_READ = [[
-SELECT request_hash = md5($3) AS same_request, status, response_status, response_body
+SELECT request_hash = md5($3) AS same_request, status, response_status, response_body, order_id
   FROM idempotency_keys
  WHERE scope = $1 AND key = $2 AND expires_at >= now()]]
+
+-- Written in the transaction that inserts the order.
+_M.IDEM_ATTACH = [[
+UPDATE idempotency_keys SET order_id = $3 WHERE scope = $1 AND key = $2]]
 
 _M.IDEM_FINISH = [[
 UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
  WHERE scope = $1 AND key = $2]]
 
 _M.IDEM_RELEASE = [[
-DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status = 'in_progress']]
+DELETE FROM idempotency_keys
+ WHERE scope = $1 AND key = $2 AND status = 'in_progress' AND order_id IS NULL]]
 
 -- ---- the list (GET /v1/orders/ and the history) ----
 
