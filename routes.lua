@@ -34,6 +34,7 @@ return {
         { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history" },
         { method = "GET", path = "/v1/orders/{id}/", handler = "orders.details" },
         { method = "GET", path = "/v1/orders/{id}/details/", handler = "orders.details" },
+        { method = "GET", path = "/v1/orders/{id}/events/", handler = "orders.events" },
         { method = "PATCH", path = "/v1/orders/{id}/update/", handler = "orders.update" },
         { method = "POST", path = "/v1/orders/{id}/cancel/", handler = "orders.cancel" },
     },

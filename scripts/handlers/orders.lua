@@ -3,7 +3,9 @@
 --   GET   /v1/orders/                        list: filters, search, sort, pages
 --   POST  /v1/orders/ and /v1/orders/create/ create (Idempotency-Key aware)
 --   GET   /v1/orders/{id}/ and .../details/  one order with its items
+--   GET   /v1/orders/{id}/events/            the order's timeline
 --   PATCH /v1/orders/{id}/update/            change statuses, per the C core's rules
+--                                            (to CANCELLED: the cancel's path)
 --   POST  /v1/orders/{id}/cancel/            cancel (Idempotency-Key aware)
 --   GET   /v1/orders/my-orders/{customer_id}/ a customer's history
 --
@@ -271,6 +273,22 @@ function _M.details(req)
         return not_found(id)
     end
     return response.json(200, view)
+end
+
+-- ---- timeline ----
+
+local TIMELINE = db.statement("orders_timeline", order_sql.TIMELINE)
+
+-- GET /v1/orders/{id}/events/: status changes, saga steps and deliveries, in order.
+function _M.events(req)
+    local id = req.params.id
+    local rows, err = db.query(TIMELINE, id)
+    if not rows then
+        return db_failure(req, err)
+    elseif not rows[1] then
+        return not_found(id)
+    end
+    return response.text(200, rows[1].timeline, { ["content-type"] = "application/json" })
 end
 
 -- ---- status changes (update and cancel) ----

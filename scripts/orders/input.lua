@@ -477,6 +477,13 @@ function _M.list_args(req)
             end
         end
     end
+    local attention = get("needs_attention")
+    if attention then
+        if attention ~= "true" and attention ~= "false" then
+            return fail("needs_attention", "must be true or false")
+        end
+        out.needs_attention = attention == "true"
+    end
     local sku = get("sku")
     if sku then
         out.sku, err = check_text(sku, "sku", _M.MAX_SKU_CHARS)

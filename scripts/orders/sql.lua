@@ -72,6 +72,37 @@ UPDATE ordersapp_order
        shipping_status = COALESCE($4, shipping_status)
  WHERE order_id = $1]]
 
+-- The order's timeline as one JSON document (NULL rows when the order is missing): status
+-- changes and saga steps (order_events), then each outbox row's queueing and its final
+-- delivery (delivered, refused, voided), in time order. Built by PostgreSQL so ids and
+-- timestamps are written exactly.
+_M.TIMELINE = [[
+SELECT json_build_object('order_id', o.order_id, 'events', COALESCE((
+         SELECT json_agg(json_build_object('at', t.at, 'type', t.type, 'field', t.field,
+                                           'from', t.from_status, 'to', t.to_status,
+                                           'actor', t.actor, 'reason', t.reason,
+                                           'kind', t.kind, 'attempts', t.attempts)
+                         ORDER BY t.at, t.src, t.seq)
+           FROM (SELECT e.created_at AS at, 0 AS src, e.id AS seq,
+                        CASE WHEN e.field = 'saga' THEN 'saga_step' ELSE 'status_change' END AS type,
+                        CASE WHEN e.field = 'saga' THEN NULL ELSE e.field END AS field,
+                        e.from_status, e.to_status, e.actor, e.reason,
+                        NULL::text AS kind, NULL::int AS attempts
+                   FROM order_events e WHERE e.order_id = o.order_id
+                 UNION ALL
+                 SELECT x.created_at, 1, x.id, 'delivery_queued', NULL, NULL, NULL, NULL,
+                        x.payload->>'key', x.kind, NULL
+                   FROM outbox x WHERE x.order_id = o.order_id
+                 UNION ALL
+                 SELECT x.delivered_at, 2, x.id,
+                        CASE WHEN x.last_error LIKE 'voided%' THEN 'delivery_voided'
+                             WHEN x.last_error IS NULL THEN 'delivered'
+                             ELSE 'delivery_refused' END,
+                        NULL, NULL, NULL, NULL, COALESCE(x.last_error, x.payload->>'key'), x.kind, x.attempts
+                   FROM outbox x WHERE x.order_id = o.order_id AND x.delivered_at IS NOT NULL) t),
+         '[]'::json))::text AS timeline
+  FROM ordersapp_order o WHERE o.order_id = $1]]
+
 -- ---- Idempotency-Key bookkeeping (table idempotency_keys, migration 0004) ----
 
 -- Claims (scope, key) for this request, atomically: a new row, or one taken over because
@@ -142,6 +173,11 @@ function _M.list(args)
     if args.sku then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
             .. " WHERE i.sku = " .. param(args.sku) .. ")"
+    end
+    if args.needs_attention ~= nil then
+        where[#where + 1] = (args.needs_attention and "" or "NOT ")
+            .. "EXISTS (SELECT 1 FROM order_attention a WHERE a.order_id = o.order_id"
+            .. " AND a.resolved_at IS NULL)"
     end
     for _, col in ipairs({ "order_status", "payment_status", "shipping_status" }) do
         if args[col] then

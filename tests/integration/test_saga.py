@@ -159,6 +159,8 @@ class Outcomes(SagaCase):
 
     def test_cancel_with_payment_down_refunds_later_from_the_outbox(self):
         oid = self.create().json()["order_id"]
+        # the create's ship and notify rows first, so the one row left is the refund
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="ship and notify")
         self.behave({"refund": {"status": 503}})
         r = self.svc.request("POST", f"/v1/orders/{oid}/cancel/")
         self.assertEqual(r.status, 200, r.body)
