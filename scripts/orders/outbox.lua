@@ -27,7 +27,6 @@ local log = require("lib.log")
 
 local _M = {}
 
-local LEASE_SECONDS = 120
 local BATCH = 10
 
 -- The settings this module reads (one place, to move into config.c).
@@ -40,9 +39,14 @@ local function settings()
         backoff_base_ms = number("OUTBOX_BACKOFF_BASE_MS", 1000),
         backoff_max_ms = number("OUTBOX_BACKOFF_MAX_MS", 300000),
         reconcile_window_ms = number("RECONCILE_WINDOW_MS", 900000),
+        -- How long a claimed row is another replica's to deliver: far above a batch's
+        -- calls; after a crash its rows wait this long.
+        lease_ms = number("OUTBOX_LEASE_MS", 120000),
     }
 end
 local SETTINGS = settings()
+local LEASE_SECONDS = SETTINGS.lease_ms / 1000
+_M.LEASE_SECONDS = LEASE_SECONDS
 
 local INSERT = db.statement("outbox_insert", [[
   INSERT INTO outbox (kind, order_id, payload, next_attempt_at, after_id)
@@ -201,7 +205,7 @@ end
 -- The outbox job: claims and delivers due rows until none are left or an error stops it.
 function _M.deliver_due()
     while true do
-        local rows, err = db.query(CLAIM, BATCH, LEASE_SECONDS)
+        local rows, err = db.query(CLAIM, BATCH, ("%.3f"):format(LEASE_SECONDS))
         if not rows then
             log.warn("outbox claim failed", { error = err.message })
             return

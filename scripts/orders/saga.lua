@@ -34,7 +34,8 @@ local outbox = require("orders.outbox")
 local _M = {}
 
 local GRACE_SECONDS = (tonumber(os.getenv("SAGA_GRACE_MS") or "") or 30000) / 1000
-local INLINE_LEASE_SECONDS = 60
+-- rows a request delivers itself right after its commit: the job's lease keeps them apart
+local INLINE_LEASE_SECONDS = ("%.3f"):format(outbox.LEASE_SECONDS)
 
 -- Test-only: tests/integration/fixtures/routes.lua replaces this to kill the process at a
 -- named point of create (after_insert, after_reserve, after_charge, before_commit, after_saga).
