@@ -47,6 +47,14 @@ local function bad_request(err)
     return response.error(400, err.message, { field = err.field })
 end
 
+-- A body that is not strict JSON (400) or not declared application/json (415).
+local function body_error(message, status)
+    if status == 415 then
+        return response.error(415, message, { field = "Content-Type" })
+    end
+    return bad_request({ field = "body", message = message })
+end
+
 local function not_found(id)
     return response.error(404, "order not found", { order_id = id })
 end
@@ -214,9 +222,9 @@ end
 -- answer with the order as the saga left it: 201, or the saga's failure status with the
 -- recorded order in the body. Nothing is written for input that fails validation.
 function _M.create(req)
-    local body, jerr = req:json()
+    local body, jerr, jstatus = req:json_body()
     if jerr then
-        return bad_request({ field = "body", message = jerr })
+        return body_error(jerr, jstatus)
     end
     local config = host.config()
     local order, err = input.create(body, config.tax_ppm, config.shipping_cents)
@@ -453,9 +461,9 @@ local function cancel_order(req, id, opts)
 end
 
 function _M.update(req)
-    local body, jerr = req:json()
+    local body, jerr, jstatus = req:json_body()
     if jerr then
-        return bad_request({ field = "body", message = jerr })
+        return body_error(jerr, jstatus)
     end
     local changes, err = input.update(body)
     if not changes then
@@ -478,6 +486,10 @@ function _M.update(req)
 end
 
 function _M.cancel(req)
+    -- The body is optional; one that is sent must be JSON, declared as such.
+    if req.body:find("%S") and not req:is_json() then
+        return body_error("Content-Type must be application/json", 415)
+    end
     local body, jerr = req:json()
     local args, err = input.cancel(req.body, body, jerr)
     if not args then

@@ -24,9 +24,9 @@ _M.MAX_ITEMS = 100
 _M.MAX_QUANTITY = 1000000
 _M.MAX_SKU_CHARS = 100
 _M.MAX_REASON_CHARS = 500
--- Ids stop below 10^14: lib.response's cjson writes larger numbers with 14 significant
--- digits (1.2345678901234e+14), so a bigger id could not be answered back exactly.
-_M.MAX_ID = 99999999999999
+-- Ids stop below 10^14, the router's limit for {id} parameters (one limit everywhere):
+-- lib.response's cjson writes larger numbers with 14 significant digits (1e+14).
+_M.MAX_ID = require("lib.router").MAX_INT
 _M.MAX_PAGE = 1000000000
 _M.MAX_PAGE_SIZE = 100
 _M.MAX_SEARCH_CHARS = 100
