@@ -262,6 +262,10 @@ class Payment(FateCase):
         self.assertEqual(self.svc.request("GET", "/v1/orders/?needs_attention=maybe").status, 400)
         self.assertEqual(self.order_row(oid)[:2], ("CANCELLED", "FAILED"))
         self.assertGreaterEqual(len(self.calls("refund", oid)), 2)
+        scrape = self.svc.request("GET", "/metrics").body.decode()
+        gauge = [l for l in scrape.splitlines() if l.startswith("orderservice_orders_needing_attention ")]
+        self.assertEqual(len(gauge), 1, scrape)
+        self.assertGreaterEqual(int(gauge[0].split()[1]), 1)
 
 
 class CrashAndRetry(FateCase):
