@@ -33,7 +33,8 @@ local outbox = require("orders.outbox")
 
 local _M = {}
 
-local GRACE_SECONDS = (tonumber(os.getenv("SAGA_GRACE_MS") or "") or 30000) / 1000
+-- as text: db.query sends only integers as numbers, and 1500 ms is 1.5 s
+local GRACE_SECONDS = ("%.3f"):format((tonumber(os.getenv("SAGA_GRACE_MS") or "") or 30000) / 1000)
 -- rows a request delivers itself right after its commit: the job's lease keeps them apart
 local INLINE_LEASE_SECONDS = ("%.3f"):format(outbox.LEASE_SECONDS)
 

@@ -327,6 +327,26 @@ class CrashAndRetry(FateCase):
         self.assertEqual(self.order_row(oid)[:2], ("CONFIRMED", "PAID"))
 
 
+class LateReservation(FateCase):
+    service_env = {"DOWNSTREAM_TIMEOUT_MS": "3000", "SAGA_GRACE_MS": "500"}
+
+    def test_a_reservation_landing_after_its_release_gets_a_release_of_its_own(self):
+        # Recovery takes the slow saga for dead and releases; the reservation lands after
+        # that release; the saga, answered at last, releases again under its own key.
+        self.behave({"reserve": {"apply_after_ms": 1800, "delay_ms": 1900}})
+        before = self.newest_order()
+        t, out = self.create_in_background()
+        oid = wait_until(lambda: self.newest_order() if self.newest_order() > before else None, what="the order")
+        wait_until(lambda: self.calls("release", oid), what="recovery's release")
+        self.assertEqual(self.ledger(oid).get("reservations", 0), 0, "the release came first")
+        t.join()
+        self.assertEqual(out["r"].status, 409, out["r"].body)
+        self.assert_cancelled_and_even(oid)
+        keys = sorted(c["idempotency_key"] for c in self.calls("release", oid))
+        self.assertEqual(keys, [f"order-{oid}-release", f"order-{oid}-release-2"])
+        self.assertEqual((self.ledger(oid)["reservations"], self.ledger(oid)["releases"]), (1, 1))
+
+
 class StandinCallLog(unittest.TestCase):
     def test_the_call_log_keeps_only_the_newest_calls(self):
         from harness import STANDIN_ROUTES
