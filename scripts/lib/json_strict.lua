@@ -4,37 +4,58 @@
 --
 --   local ok, err = json_strict.check(text)   -- after cjson accepted text
 --
--- A scan over the bytes, no allocation but the key sets; keys are compared after their
+-- A scan over the bytes, no allocation but the key sets and escaped keys; keys are compared after their
 -- escapes are decoded ("a" and "\u0061" are the same key). Text cjson refused is not
 -- this module's business: a structure it cannot follow is passed (cjson reports it).
 
 local cjson = require("cjson.safe").new()
 
-local byte, find, sub = string.byte, string.find, string.sub
+local byte, sub = string.byte, string.sub
 
 local QUOTE, BACKSLASH, COLON, COMMA = 34, 92, 58, 44
 local LBRACE, RBRACE, LBRACKET, RBRACKET = 123, 125, 91, 93
 
 local _M = {}
 
+-- Byte loops only (string.byte compiles; pattern matching would abort LuaJIT's traces).
 local function skip_ws(s, i)
-    local _, e = find(s, "^[ \t\r\n]*", i)
-    return e + 1
+    local c = byte(s, i)
+    while c == 32 or c == 9 or c == 10 or c == 13 do
+        i = i + 1
+        c = byte(s, i)
+    end
+    return i
 end
 
 -- s[i] is '"'; returns the index after the closing quote and the string's raw text, and
 -- whether it has escapes; nil when unterminated.
 local function scan_string(s, i)
-    local j, escaped = i + 1, false
-    while true do
-        local k = find(s, '["\\]', j)
-        if not k then
-            return nil
-        elseif byte(s, k) == QUOTE then
-            return k + 1, sub(s, i + 1, k - 1), escaped
+    local j, n, escaped = i + 1, #s, false
+    while j <= n do
+        local c = byte(s, j)
+        if c == QUOTE then
+            return j + 1, sub(s, i + 1, j - 1), escaped
+        elseif c == BACKSLASH then
+            escaped, j = true, j + 2
+        else
+            j = j + 1
         end
-        escaped, j = true, k + 2
     end
+    return nil
+end
+
+-- A number, true, false or null: letters, digits, '.', '+', '-'.
+local function scan_literal(s, i)
+    local j = i
+    while true do
+        local c = byte(s, j)
+        if not c or not ((c >= 48 and c <= 57) or (c >= 97 and c <= 122) or (c >= 65 and c <= 90)
+                         or c == 46 or c == 43 or c == 45) then
+            break
+        end
+        j = j + 1
+    end
+    return j > i and j or nil
 end
 
 local scan_value
@@ -120,8 +141,7 @@ function scan_value(s, i, depth)
     elseif c == QUOTE then
         return (scan_string(s, i))
     end
-    local _, e = find(s, "^[%w%.%+%-]+", i) -- a number, true, false or null
-    return e and e + 1
+    return scan_literal(s, i)
 end
 
 -- true, or nil, message for the client.

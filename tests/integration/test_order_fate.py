@@ -97,18 +97,23 @@ class CancelAtEveryPoint(FateCase):
         self.assertEqual(l.get("reservations", 0), 0)
         self.assertEqual(self.calls("reserve", oid), [])
 
+    def received(self, step, before):
+        """Waits until the stand-in has received `step` for an order newer than `before`;
+        returns that order's id."""
+        return wait_until(lambda: next((c["body"]["order_id"] for c in self.calls(step)
+                                        if c["body"]["order_id"] > before), None),
+                          what=f"the stand-in to receive {step}")
+
     def test_cancel_during_reserve(self):
         self.behave({"reserve": {"delay_ms": 800}})
         before = self.newest_order()
         t, out = self.create_in_background()
-        wait_until(lambda: any(c["body"]["order_id"] > before for c in self.calls("reserve")),
-                   what="inventory to receive the reservation")
-        oid = self.newest_order()
+        oid = self.received("reserve", before)
         self.cancel(oid)
         t.join()
         self.assertEqual(out["r"].status, 409, out["r"].body)
         l = self.assert_cancelled_and_even(oid)
-        self.assertEqual((l["reservations"], l["releases"]), (1, 1))
+        self.assertEqual((l["reservations"], l["releases"]), (1, 1), (l, self.calls(order_id=oid)))
         self.assertEqual(self.order_row(oid)[1], "FAILED")
         self.assertEqual(self.calls("charge", oid), [])
 
@@ -127,9 +132,7 @@ class CancelAtEveryPoint(FateCase):
         self.behave({"charge": {"delay_ms": 800}})
         before = self.newest_order()
         t, out = self.create_in_background()
-        wait_until(lambda: any(c["body"]["order_id"] > before for c in self.calls("charge")),
-                   what="payment to receive the charge")
-        oid = self.newest_order()
+        oid = self.received("charge", before)
         self.cancel(oid)
         t.join()
         self.assertEqual(out["r"].status, 409, out["r"].body)
@@ -182,9 +185,7 @@ class CancelAtEveryPoint(FateCase):
         self.behave({"reserve": {"delay_ms": 800}})
         before = self.newest_order()
         t, out = self.create_in_background()
-        wait_until(lambda: any(c["body"]["order_id"] > before for c in self.calls("reserve")),
-                   what="the reservation")
-        oid = self.newest_order()
+        oid = self.received("reserve", before)
         r = self.svc.request("PATCH", f"/v1/orders/{oid}/update/", body={"order_status": "CONFIRMED"})
         self.assertEqual(r.status, 409, r.body)
         r = self.svc.request("PATCH", f"/v1/orders/{oid}/update/",

@@ -124,8 +124,10 @@ class Outcomes(SagaCase):
         r = self.create()
         self.assertEqual(r.status, 503, r.body)
         oid = r.json()["order"]["order_id"]
-        self.assertEqual(self.order_row(oid), ("CANCELLED", "FAILED", "Cancelled"))
+        self.assertEqual(r.json()["order"]["payment_status"], "FAILED")
         wait_until(lambda: self.pending_outbox(oid) == 0, what="compensation")
+        # the charge went through at the payment service, so the refund confirms it
+        self.assertEqual(self.order_row(oid), ("CANCELLED", "REFUNDED", "Cancelled"))
         self.assertEqual(len(self.calls("release", oid)), 1)
         refund, = self.calls("refund", oid)
         self.assertEqual(refund["body"], {"order_id": oid, "amount": TOTAL})
