@@ -51,6 +51,7 @@ return {
         { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history" },
         { method = "GET", path = "/v1/orders/{id}/", handler = "orders.details" },
         { method = "GET", path = "/v1/orders/{id}/details/", handler = "orders.details" },
+        { method = "GET", path = "/v1/orders/{id}/events/", handler = "orders.events" },
         -- Status changes are for staff and the services that drive orders, not customers.
         { method = "PATCH", path = "/v1/orders/{id}/update/", handler = "orders.update",
           filters = { auth = { roles = { "admin", "service" } } } },

@@ -44,8 +44,11 @@ typedef struct os_config {
     int outbox_backoff_max_ms;
     int saga_recovery_every_ms;
     int saga_grace_ms;
+    int outbox_lease_ms;     /* how long a claimed outbox row is its replica's */
+    int reconcile_window_ms; /* how long an unconfirmed refund is retried before a person is asked */
     int standin_latency_ms;
     double standin_failure_rate;
+    int standin_call_log; /* calls the stand-ins keep for /_calls */
     int luajit_off;
     /* authentication (core/jwt.c): one key, and the algorithm follows from it */
     char jwt_secret[1024];          /* JWT_SECRET: HS256, at least 32 bytes; empty: unset */

@@ -1,6 +1,6 @@
 -- jobs: the background work routes.lua schedules (see `jobs` there).
-local outbox = require("lib.outbox")
-local saga = require("lib.saga")
+local outbox = require("orders.outbox")
+local saga = require("orders.saga")
 
 local _M = {}
 

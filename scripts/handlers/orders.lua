@@ -3,26 +3,28 @@
 --   GET   /v1/orders/                        list: filters, search, sort, pages
 --   POST  /v1/orders/ and /v1/orders/create/ create (Idempotency-Key aware)
 --   GET   /v1/orders/{id}/ and .../details/  one order with its items
+--   GET   /v1/orders/{id}/events/            the order's timeline
 --   PATCH /v1/orders/{id}/update/            change statuses, per the C core's rules
+--                                            (to CANCELLED: the cancel's path)
 --   POST  /v1/orders/{id}/cancel/            cancel (Idempotency-Key aware)
 --   GET   /v1/orders/my-orders/{customer_id}/ a customer's history
 --
--- Input checks live in lib.order_input, SQL in lib.order_sql, money in lib.money and the
--- status rules in lib.order_rules; this file wires them to HTTP. Failures travel as
+-- Input checks live in orders.input, SQL in orders.sql, money in orders.money and the
+-- status rules in orders.rules; this file wires them to HTTP. Failures travel as
 -- nil, err and become a response here, at the edge.
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
 local host = require("lib.host")
-local idempotency = require("lib.idempotency")
-local input = require("lib.order_input")
+local idempotency = require("orders.idempotency")
+local input = require("orders.input")
 local log = require("lib.log")
-local money = require("lib.money")
-local order_sql = require("lib.order_sql")
+local money = require("orders.money")
+local order_sql = require("orders.sql")
 local query = require("lib.query")
 local response = require("lib.response")
-local rules = require("lib.order_rules")
-local saga = require("lib.saga")
+local rules = require("orders.rules")
+local saga = require("orders.saga")
 
 local format = string.format
 local ipairs, pairs, unpack = ipairs, pairs, unpack
@@ -43,6 +45,14 @@ local null = db.null
 
 local function bad_request(err)
     return response.error(400, err.message, { field = err.field })
+end
+
+-- A body that is not strict JSON (400) or not declared application/json (415).
+local function body_error(message, status)
+    if status == 415 then
+        return response.error(415, message, { field = "Content-Type" })
+    end
+    return bad_request({ field = "body", message = message })
 end
 
 local function not_found(id)
@@ -114,7 +124,8 @@ end
 
 -- Runs work(claim) under the request's Idempotency-Key, if it has one. work returns a
 -- response and, on success, records it with idempotency.finish inside its transaction.
-local function idempotent(req, endpoint, fingerprint, work)
+-- existing(order_id) answers a retry whose key made an order but has no answer stored yet.
+local function idempotent(req, endpoint, fingerprint, work, existing)
     local key, err = input.idempotency_key(req:header("idempotency-key"))
     if err then
         return bad_request(err)
@@ -122,13 +133,15 @@ local function idempotent(req, endpoint, fingerprint, work)
         return work(nil)
     end
     local scope = (req.ctx.principal or "anonymous") .. " " .. endpoint
-    local claim, resp = idempotency.claim(scope, key, fingerprint)
-    if not claim then
+    local claim, resp, order_id = idempotency.claim(scope, key, fingerprint)
+    if order_id then
+        return existing and existing(order_id) or resp
+    elseif not claim then
         return resp
     end
     local ok, result = pcall(work, claim)
     if not ok or (result.status >= 500 and not claim.finished) then
-        idempotency.release(claim)
+        idempotency.release(claim) -- a no-op once the key made an order
         if not ok then
             error(result, 0)
         end
@@ -147,7 +160,7 @@ end
 
 -- Writes the order PENDING with its items, its first event and its saga row; returns the
 -- new order's id.
-local function insert_order(order, who)
+local function insert_order(order, who, claim)
     local t = order.totals
     local rows, err = db.query(INSERT_ORDER, order.customer_id, money.format(t.total),
                                money.format(t.subtotal), money.format(t.tax),
@@ -170,19 +183,48 @@ local function insert_order(order, who)
     if rows then
         rows, err = db.query(INSERT_SAGA, id)
     end
+    if rows and claim then
+        rows, err = idempotency.attach(claim, id)
+    end
     if not rows then
         return nil, err
     end
     return id
 end
 
--- Create: validate, record the order PENDING, run the saga (reserve, charge; see lib.saga),
+-- The create's answer for the order as the saga left it.
+local function create_response(status, message, view, headers)
+    if status == 201 then
+        return response.json(201, view, headers)
+    end
+    return response.json(status, { error = message, order = view }, headers)
+end
+
+-- A retried create whose key made an order but stored no answer (its process died before
+-- the saga's outcome was recorded): the order as it stands, never a second order.
+local function existing_order(req, id)
+    local view, err = load_order(id)
+    if err then
+        return db_failure(req, err)
+    elseif not view then
+        return not_found(id)
+    end
+    local status, message = 201, nil
+    if view.order_status == "PENDING" then
+        status, message = 202, "order is still being created"
+    elseif view.order_status == "CANCELLED" then
+        status, message = 409, "order was cancelled"
+    end
+    return create_response(status, message, view, { ["idempotent-replayed"] = "true" })
+end
+
+-- Create: validate, record the order PENDING, run the saga (reserve, charge; see orders.saga),
 -- answer with the order as the saga left it: 201, or the saga's failure status with the
 -- recorded order in the body. Nothing is written for input that fails validation.
 function _M.create(req)
-    local body, jerr = req:json()
+    local body, jerr, jstatus = req:json_body()
     if jerr then
-        return bad_request({ field = "body", message = jerr })
+        return body_error(jerr, jstatus)
     end
     local config = host.config()
     local order, err = input.create(body, config.tax_ppm, config.shipping_cents)
@@ -191,36 +233,40 @@ function _M.create(req)
     end
     return idempotent(req, "orders.create", "create\n" .. req.body, function(claim)
         local id, ierr = db.transaction(function()
-            return insert_order(order, actor(req))
+            return insert_order(order, actor(req), claim)
         end)
         if not id then
             return db_failure(req, ierr)
         end
-        local view, verr = load_order(id)
-        if not view then
-            return db_failure(req, verr or { kind = "query", message = "the new order vanished" })
+        if claim then
+            claim.order_id = id
         end
-        local status, message = saga.create(view, req.request_id)
-        local current, lerr = load_order(id)
-        if not current then
+        saga.crash_point("after_insert")
+        local view, lerr = load_order(id)
+        if not view then
+            -- The saga never started: recovery cancels the order; a retry answers with it.
             return db_failure(req, lerr or { kind = "query", message = "the new order vanished" })
         end
-        local resp
-        if status == 201 then
-            resp = response.json(201, current)
-        else
-            resp = response.json(status, { error = message, order = current })
-        end
-        log.info("order created", { request_id = req.request_id, order_id = id, status = status,
-                                    order_status = current.order_status })
-        if claim then
-            local ok, ferr = idempotency.finish(claim, resp)
-            if not ok then
-                log.warn("could not record an idempotent answer", { request_id = req.request_id,
-                                                                     error = ferr.message })
+        -- The answer is built and stored in the transaction that records the saga's outcome.
+        local result, serr = saga.create(view, req.request_id, function(status, message)
+            local current = assert(load_order(id))
+            local resp = create_response(status, message, current)
+            if claim then
+                assert(idempotency.finish(claim, resp))
             end
+            return resp
+        end)
+        if not result then
+            log.error("could not record the saga's outcome", { request_id = req.request_id, order_id = id,
+                                                               error = tostring(serr) })
+            return response.error(503, "could not record the order's outcome; retry with the same "
+                                       .. "Idempotency-Key to see it", { order_id = id })
         end
-        return resp
+        saga.crash_point("after_saga")
+        log.info("order created", { request_id = req.request_id, order_id = id, status = result.status })
+        return result.resp
+    end, function(id)
+        return existing_order(req, id)
     end)
 end
 
@@ -235,6 +281,22 @@ function _M.details(req)
         return not_found(id)
     end
     return response.json(200, view)
+end
+
+-- ---- timeline ----
+
+local TIMELINE = db.statement("orders_timeline", order_sql.TIMELINE)
+
+-- GET /v1/orders/{id}/events/: status changes, saga steps and deliveries, in order.
+function _M.events(req)
+    local id = req.params.id
+    local rows, err = db.query(TIMELINE, id)
+    if not rows then
+        return db_failure(req, err)
+    elseif not rows[1] then
+        return not_found(id)
+    end
+    return response.text(200, rows[1].timeline, { ["content-type"] = "application/json" })
 end
 
 -- ---- status changes (update and cancel) ----
@@ -313,6 +375,16 @@ local function change_status(req, id, changes, opts)
             return conflict("order_status", row.order_status, changes.order_status,
                             "order is already " .. row.order_status)
         end
+        if changes.order_status ~= "CANCELLED" then
+            -- While the saga runs it alone moves the order on; only a cancel may interrupt.
+            local running, serr = saga.running(id)
+            if serr then
+                return nil, serr
+            elseif running then
+                return response.error(409, "order is still being created; only a cancel may "
+                                           .. "change it now", { field = "order_status" })
+            end
+        end
         local events, current = plan(row, changes)
         if not events then
             return current -- the conflict response
@@ -360,27 +432,64 @@ local function change_status(req, id, changes, opts)
     end)
 end
 
+-- Cancel, for POST .../cancel/ and PATCH {"order_status": "CANCELLED"} alike: CANCELLED
+-- and, in the same transaction, the saga's compensation (saga.on_cancel: release, refund
+-- when PAID, shipping cancel, ORDER_CANCELLED; undelivered ship / ORDER_CREATED voided; or,
+-- while the saga runs, only the intent, which the saga acts on at its next step). What can
+-- go at once is delivered right after the commit; the rest is the outbox job's. The answer
+-- shows the order after that. opts: reason, refuse_same, envelope (cancel's answer shape).
+local function cancel_order(req, id, opts)
+    local work
+    local message = opts.envelope and "Order cancelled successfully" or nil
+    local resp, err = change_status(req, id, { order_status = "CANCELLED" }, {
+        reason = opts.reason, refuse_same = opts.refuse_same, status_message = message,
+        in_transaction = function(before, view)
+            work = saga.on_cancel(view, before, req.request_id)
+        end,
+    })
+    if not resp then
+        return nil, err
+    end
+    if work then
+        saga.deliver_now(work)
+        local view = load_order(id)
+        if view then
+            resp = response.json(200, message and { status = message, order = view } or view)
+        end
+    end
+    return resp
+end
+
 function _M.update(req)
-    local body, jerr = req:json()
+    local body, jerr, jstatus = req:json_body()
     if jerr then
-        return bad_request({ field = "body", message = jerr })
+        return body_error(jerr, jstatus)
     end
     local changes, err = input.update(body)
     if not changes then
         return bad_request(err)
     end
     local resp
-    resp, err = change_status(req, req.params.id, changes, {})
+    if changes.order_status == "CANCELLED" then
+        if changes.payment_status or changes.shipping_status then
+            return bad_request({ field = "order_status", message = "CANCELLED cannot be combined with "
+                                 .. "other changes: payment and shipping follow from the cancel" })
+        end
+        resp, err = cancel_order(req, req.params.id, {})
+    else
+        resp, err = change_status(req, req.params.id, changes, {})
+    end
     if not resp then
         return db_failure(req, err)
     end
     return resp
 end
 
--- Cancel: CANCELLED, and in the same transaction the compensations (release, refund when
--- PAID, the cancel notification) as outbox rows; they are delivered right after the commit,
--- and any that fail are retried by the outbox job. The answer shows the order after that.
 function _M.cancel(req)
+    -- The body is optional; one that is sent must be JSON, declared as such.
+    if req.body:find("%S") and not req:is_json() then
+        return body_error("Content-Type must be application/json", 415)
+    end
     local body, jerr = req:json()
     local args, err = input.cancel(req.body, body, jerr)
     if not args then
@@ -388,23 +497,9 @@ function _M.cancel(req)
     end
     local id = req.params.id
     return idempotent(req, "orders.cancel", format("cancel %d\n", id) .. req.body, function(claim)
-        local work
-        local resp, terr = change_status(req, id, { order_status = "CANCELLED" }, {
-            reason = args.reason, refuse_same = true,
-            status_message = "Order cancelled successfully",
-            in_transaction = function(before, view)
-                work = saga.cancel_work(view, before.payment_status == "PAID", req.request_id)
-            end,
-        })
+        local resp, terr = cancel_order(req, id, { reason = args.reason, refuse_same = true, envelope = true })
         if not resp then
             return db_failure(req, terr)
-        end
-        if work then
-            saga.deliver_now(work)
-            local view = load_order(id)
-            if view then
-                resp = response.json(200, { status = "Order cancelled successfully", order = view })
-            end
         end
         if claim then
             local ok, ferr = idempotency.finish(claim, resp)

@@ -2,9 +2,13 @@
 --
 -- Built by the host from plain fields; the query string and JSON body are parsed
 -- on first use and cached. Nothing here raises on bad client input: json() returns
--- nil, err instead. JSON nested deeper than MAX_JSON_DEPTH is refused.
+-- nil, err instead. JSON nested deeper than MAX_JSON_DEPTH is refused, and so are
+-- duplicate keys and anything after the top-level value (lib.json_strict).
+-- json_body() also insists on Content-Type: application/json (a cross-site HTML form
+-- cannot send that), answering which status to give: 415 or 400.
 
 local cjson_safe = require("cjson.safe")
+local json_strict = require("lib.json_strict")
 local query = require("lib.query")
 
 local find = string.find
@@ -113,10 +117,42 @@ function _M:json()
             value, err = nil, "request body is nested deeper than " .. MAX_JSON_DEPTH .. " levels"
         elseif err then
             value, err = nil, "request body is not valid JSON: " .. err
+        else
+            local ok, serr = json_strict.check(body)
+            if not ok then
+                value, err = nil, "request body is not valid JSON: " .. serr
+            end
         end
     end
     self._json, self._json_err = value, err
     return value, err
+end
+
+-- Whether the Content-Type is application/json (parameters: at most charset=utf-8).
+function _M:is_json()
+    local ct = self:header("content-type")
+    if type(ct) ~= "string" then
+        return false
+    end
+    ct = lower(ct)
+    local media, params = ct:match("^%s*([^;%s]+)%s*(.*)$")
+    if media ~= "application/json" then
+        return false
+    end
+    return params == "" or params:match("^;%s*charset%s*=%s*\"?utf%-8\"?%s*$") ~= nil
+end
+
+-- The decoded JSON body of a request that must carry one: value, or nil, err, status
+-- (415 without Content-Type: application/json, else 400).
+function _M:json_body()
+    if not self:is_json() then
+        return nil, "Content-Type must be application/json", 415
+    end
+    local value, err = self:json()
+    if err then
+        return nil, err, 400
+    end
+    return value
 end
 
 return _M

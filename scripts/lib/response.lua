@@ -19,6 +19,9 @@ local tostring = tostring
 local type = type
 
 local json = cjson.new() -- private settings
+-- 14 significant digits, the most lua-cjson 2.1.0 allows, set here rather than trusting a
+-- distribution's default: every id (< 10^14, see lib.router) and count is written exactly.
+json.encode_number_precision(14)
 local NATIVE = json.array_mt ~= nil and json.empty_array ~= nil
 local ARRAY_MT = json.array_mt or {}
 local EMPTY_ARRAY = json.empty_array or setmetatable({}, {

@@ -4,7 +4,9 @@
 -- At each node a literal segment is tried first, then an int parameter, then a
 -- string parameter; if a branch fails further down, the next one is tried. A match
 -- costs one hash lookup per segment; nothing is compiled per request. Int
--- parameters stop at 2^53 - 1, the largest integer a Lua number holds exactly.
+-- parameters stop at MAX_INT = 10^14 - 1: lua-cjson writes numbers with at most 14
+-- significant digits, so a larger id could not be answered back exactly (1e+14). The
+-- orders API validates ids against the same limit.
 
 local unescape = require("lib.query").unescape
 
@@ -18,9 +20,9 @@ local INT, STRING = "int", "string"
 local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
                   OPTIONS = true }
 local DECL_FIELDS = { method = true, path = true, handler = true, filters = true, name = true }
-local MAX_SAFE_INT = 9007199254740991
+local MAX_INT = 99999999999999
 
-local _M = {}
+local _M = { MAX_INT = MAX_INT }
 local mt = { __index = _M }
 
 -- Per-match scratch space; match() never yields, so one set per Lua state is safe.
@@ -198,7 +200,7 @@ function _M.new(route_list)
 end
 
 local function is_int(seg)
-    return #seg <= 16 and find(seg, "^[1-9]%d*$") and tonumber(seg) <= MAX_SAFE_INT
+    return #seg <= 14 and find(seg, "^[1-9]%d*$") and tonumber(seg) <= MAX_INT
 end
 
 -- Depth-first search in priority order (literal, int, string); `k` counts params.

@@ -1,6 +1,6 @@
 """Every query shape the orders list sends can use an index at 100,000 orders.
 
-The SQL is not copied here: fixtures/list_sql.lua prints what scripts/lib/order_sql.lua builds
+The SQL is not copied here: fixtures/list_sql.lua prints what scripts/orders/sql.lua builds
 for each argument set, and each is EXPLAINed (as a prepared statement, planned with its actual
 values like the service's unnamed statements) against 100,000 generated orders.
 
@@ -42,7 +42,7 @@ SELECT 1 + g / 2, 1 + (g * 7919) % 2000, 'SKU' || lpad(((g * 7919) % 2000 + 1)::
 SELECT setval('ordersapp_order_order_id_seq', {N_ORDERS});
 """
 
-# argument sets as lib.order_input would produce them (search already split)
+# argument sets as orders.input would produce them (search already split)
 SELECTIVE = {
     "customer": {"customer_id": 42},
     "customer_status_by_total": {"customer_id": 42, "order_status": "DELIVERED",

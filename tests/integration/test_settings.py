@@ -42,9 +42,12 @@ BAD = {
     "OUTBOX_BACKOFF_MAX_MS": "10",  # below the base (1000)
     "SAGA_RECOVERY_EVERY_MS": "1.5",
     "SAGA_GRACE_MS": "-5",
+    "OUTBOX_LEASE_MS": "10",
+    "RECONCILE_WINDOW_MS": "forever",
     "RELOAD_POLL_MS": "-1",
     "STANDIN_LATENCY_MS": "fast",
     "STANDIN_FAILURE_RATE": "1.5",
+    "STANDIN_CALL_LOG": "0",
     "LUAJIT_OFF": "maybe",
     "JWT_SECRET": "too-short",
     "JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem",

@@ -1,7 +1,7 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
 local ffi = require("ffi")
-local money = require("lib.money")
+local money = require("orders.money")
 
 local TAX_PPM, SHIPPING = 50000, 5000 -- 5 %, 50.00
 
@@ -24,7 +24,7 @@ local function totals(prices, quantities)
              shipping = money.format(t.shipping), total = money.format(t.total) }
 end
 
-describe("lib.money", function()
+describe("orders.money", function()
     describe("parse()", function()
         it("reads decimal strings exactly", function()
             assert.equal("1250", cents_of("12.50"))

@@ -1,7 +1,7 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
-local input = require("lib.order_input")
-local money = require("lib.money")
+local input = require("orders.input")
+local money = require("orders.money")
 local request = require("lib.request")
 
 local TAX_PPM, SHIPPING = 50000, 5000
@@ -29,7 +29,7 @@ local function get(qs)
     return request.new({ method = "GET", path = "/v1/orders/", query_string = qs })
 end
 
-describe("lib.order_input", function()
+describe("orders.input", function()
     describe("create()", function()
         it("normalizes a valid order and computes its totals", function()
             local order = assert(create({ customer_id = 3, items = { item(), item({

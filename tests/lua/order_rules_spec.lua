@@ -1,6 +1,6 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
-local rules = require("lib.order_rules")
+local rules = require("orders.rules")
 
 -- The full state machines of issue 4: every pair not listed is refused.
 local ALLOWED = {
@@ -28,7 +28,7 @@ local ALLOWED = {
     },
 }
 
-describe("lib.order_rules", function()
+describe("orders.rules", function()
     describe("valid()", function()
         it("knows each vocabulary, case included", function()
             for kind, values in pairs(rules.VALUES) do

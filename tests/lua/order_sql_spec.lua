@@ -1,6 +1,6 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
-local order_sql = require("lib.order_sql")
+local order_sql = require("orders.sql")
 
 local function base(extra)
     local args = { sort = "created_at", dir = "desc", page = 1, page_size = 20 }
@@ -10,7 +10,7 @@ local function base(extra)
     return args
 end
 
-describe("lib.order_sql", function()
+describe("orders.sql", function()
     describe("list()", function()
         it("needs only limit and offset without filters", function()
             local sql, params = order_sql.list(base({ page = 3 }))
@@ -32,6 +32,15 @@ describe("lib.order_sql", function()
             local sql, params = order_sql.list(base({ search = { number = 7 } }))
             assert.same({ 7, 20, 0 }, params)
             assert.truthy(sql:find("SELECT $1::bigint UNION ALL", 1, true))
+        end)
+
+        it("filters on open attention flags, both ways, without parameters", function()
+            local sql, params = order_sql.list(base({ needs_attention = true }))
+            assert.same({ 20, 0 }, params)
+            assert.truthy(sql:find(" EXISTS (SELECT 1 FROM order_attention a", 1, true))
+            assert.falsy(sql:find("NOT EXISTS", 1, true))
+            sql = order_sql.list(base({ needs_attention = false }))
+            assert.truthy(sql:find("NOT EXISTS (SELECT 1 FROM order_attention a", 1, true))
         end)
 
         it("sorts by total or id, ties broken by order_id", function()

@@ -6,6 +6,7 @@
 --   "ok"          2xx
 --   "refused"     a business refusal (the 4xx the step's contract names)
 --   "unavailable" 5xx, timeout, refused connection, garbage, or the breaker is open
+--                 (the work may have happened: callers treat it as "outcome unknown")
 -- After BREAKER_FAILURES consecutive unavailable answers a service's breaker opens: calls
 -- fail fast for BREAKER_COOLDOWN_MS, then one probe call decides. Breakers are per worker:
 -- they only save time, nothing depends on them being shared.
@@ -92,12 +93,10 @@ function _M.call(service, path, body, opts)
     end
     local headers = { ["Idempotency-Key"] = opts.key, ["X-Request-Id"] = opts.request_id or "none",
                       Accept = "application/json" }
+    -- No retry here: a timeout may mean the service did the work, and the outbox retries
+    -- later under the same key. The one safe immediate retry (a reused kept-alive
+    -- connection failing before any response byte) belongs to the HTTP client in C.
     local res, err = http.request{ method = "POST", url = base .. path, headers = headers, json = body }
-    if not res and err.kind == "unavailable" then
-        -- A kept-alive connection the peer had closed fails before any answer; the key makes
-        -- one immediate retry safe.
-        res, err = http.request{ method = "POST", url = base .. path, headers = headers, json = body }
-    end
     local outcome
     if not res then
         outcome = "unavailable"

@@ -1,4 +1,4 @@
--- order_rules.lua - the only Lua that asks the C core about order statuses.
+-- rules.lua - the only Lua that asks the C core about order statuses.
 --
 -- kind is "order", "payment" or "shipping"; values compare exactly, case included.
 

@@ -1,4 +1,4 @@
--- order_input.lua - checks what clients send to the orders API and turns it into plain,
+-- input.lua - checks what clients send to the orders API and turns it into plain,
 -- trusted values for the handlers.
 --
 -- Every function returns the normalized value, or nil, err where err is
@@ -10,8 +10,8 @@
 -- money must have at most 2 decimals. Empty query arguments (?order_status=) count as
 -- absent, as HTML forms send them.
 
-local money = require("lib.money")
-local rules = require("lib.order_rules")
+local money = require("orders.money")
+local rules = require("orders.rules")
 
 local byte, find, format, match, sub = string.byte, string.find, string.format, string.match,
                                        string.sub
@@ -24,9 +24,9 @@ _M.MAX_ITEMS = 100
 _M.MAX_QUANTITY = 1000000
 _M.MAX_SKU_CHARS = 100
 _M.MAX_REASON_CHARS = 500
--- Ids stop below 10^14: lib.response's cjson writes larger numbers with 14 significant
--- digits (1.2345678901234e+14), so a bigger id could not be answered back exactly.
-_M.MAX_ID = 99999999999999
+-- Ids stop below 10^14, the router's limit for {id} parameters (one limit everywhere):
+-- lib.response's cjson writes larger numbers with 14 significant digits (1e+14).
+_M.MAX_ID = require("lib.router").MAX_INT
 _M.MAX_PAGE = 1000000000
 _M.MAX_PAGE_SIZE = 100
 _M.MAX_SEARCH_CHARS = 100
@@ -476,6 +476,13 @@ function _M.list_args(req)
                 return nil, err
             end
         end
+    end
+    local attention = get("needs_attention")
+    if attention then
+        if attention ~= "true" and attention ~= "false" then
+            return fail("needs_attention", "must be true or false")
+        end
+        out.needs_attention = attention == "true"
     end
     local sku = get("sku")
     if sku then

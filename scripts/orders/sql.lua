@@ -1,4 +1,4 @@
--- order_sql.lua - every SQL text of the orders API, in one place.
+-- sql.lua - every SQL text of the orders API, in one place.
 --
 -- Pure text: nothing here runs a query, so tests/integration/test_orders_explain.py can load
 -- this module under plain LuaJIT and EXPLAIN exactly what the handlers send.
@@ -72,6 +72,37 @@ UPDATE ordersapp_order
        shipping_status = COALESCE($4, shipping_status)
  WHERE order_id = $1]]
 
+-- The order's timeline as one JSON document (NULL rows when the order is missing): status
+-- changes and saga steps (order_events), then each outbox row's queueing and its final
+-- delivery (delivered, refused, voided), in time order. Built by PostgreSQL so ids and
+-- timestamps are written exactly.
+_M.TIMELINE = [[
+SELECT json_build_object('order_id', o.order_id, 'events', COALESCE((
+         SELECT json_agg(json_build_object('at', t.at, 'type', t.type, 'field', t.field,
+                                           'from', t.from_status, 'to', t.to_status,
+                                           'actor', t.actor, 'reason', t.reason,
+                                           'kind', t.kind, 'attempts', t.attempts)
+                         ORDER BY t.at, t.src, t.seq)
+           FROM (SELECT e.created_at AS at, 0 AS src, e.id AS seq,
+                        CASE WHEN e.field = 'saga' THEN 'saga_step' ELSE 'status_change' END AS type,
+                        CASE WHEN e.field = 'saga' THEN NULL ELSE e.field END AS field,
+                        e.from_status, e.to_status, e.actor, e.reason,
+                        NULL::text AS kind, NULL::int AS attempts
+                   FROM order_events e WHERE e.order_id = o.order_id
+                 UNION ALL
+                 SELECT x.created_at, 1, x.id, 'delivery_queued', NULL, NULL, NULL, NULL,
+                        x.payload->>'key', x.kind, NULL
+                   FROM outbox x WHERE x.order_id = o.order_id
+                 UNION ALL
+                 SELECT x.delivered_at, 2, x.id,
+                        CASE WHEN x.last_error LIKE 'voided%' THEN 'delivery_voided'
+                             WHEN x.last_error IS NULL THEN 'delivered'
+                             ELSE 'delivery_refused' END,
+                        NULL, NULL, NULL, NULL, COALESCE(x.last_error, x.payload->>'key'), x.kind, x.attempts
+                   FROM outbox x WHERE x.order_id = o.order_id AND x.delivered_at IS NOT NULL) t),
+         '[]'::json))::text AS timeline
+  FROM ordersapp_order o WHERE o.order_id = $1]]
+
 -- ---- Idempotency-Key bookkeeping (table idempotency_keys, migration 0004) ----
 
 -- Claims (scope, key) for this request, atomically: a new row, or one taken over because
@@ -83,23 +114,31 @@ INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
 VALUES ($1, $2, md5($3), 'in_progress')
 ON CONFLICT (scope, key) DO UPDATE
    SET request_hash = EXCLUDED.request_hash, status = 'in_progress',
-       response_status = NULL, response_body = NULL,
+       response_status = NULL, response_body = NULL, order_id = NULL,
        created_at = now(), expires_at = now() + interval '24 hours'
  WHERE k.expires_at < now()
-    OR (k.status = 'in_progress' AND k.created_at < now() - interval '5 minutes')
+    OR (k.status = 'in_progress' AND k.order_id IS NULL
+        AND k.created_at < now() - interval '5 minutes')
 RETURNING k.key]]
 
+-- A key that made an order (order_id) is never taken over while it lives: its retries
+-- answer with that order.
 _M.IDEM_READ = [[
-SELECT request_hash = md5($3) AS same_request, status, response_status, response_body
+SELECT request_hash = md5($3) AS same_request, status, response_status, response_body, order_id
   FROM idempotency_keys
  WHERE scope = $1 AND key = $2 AND expires_at >= now()]]
+
+-- Written in the transaction that inserts the order.
+_M.IDEM_ATTACH = [[
+UPDATE idempotency_keys SET order_id = $3 WHERE scope = $1 AND key = $2]]
 
 _M.IDEM_FINISH = [[
 UPDATE idempotency_keys SET status = 'done', response_status = $3, response_body = $4
  WHERE scope = $1 AND key = $2]]
 
 _M.IDEM_RELEASE = [[
-DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status = 'in_progress']]
+DELETE FROM idempotency_keys
+ WHERE scope = $1 AND key = $2 AND status = 'in_progress' AND order_id IS NULL]]
 
 -- ---- the list (GET /v1/orders/ and the history) ----
 
@@ -114,7 +153,7 @@ local function order_by(alias, sort, dir)
     return format(alias .. "." .. ORDER_BY[sort], d, alias, d)
 end
 
--- args: as returned by lib.order_input.list_args / history_args. Returns sql, params: the
+-- args: as returned by orders.input.list_args / history_args. Returns sql, params: the
 -- query answers one row per order of the page (total_count, the order columns, items),
 -- or a single row with only total_count when the page is empty.
 function _M.list(args)
@@ -134,6 +173,11 @@ function _M.list(args)
     if args.sku then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
             .. " WHERE i.sku = " .. param(args.sku) .. ")"
+    end
+    if args.needs_attention ~= nil then
+        where[#where + 1] = (args.needs_attention and "" or "NOT ")
+            .. "EXISTS (SELECT 1 FROM order_attention a WHERE a.order_id = o.order_id"
+            .. " AND a.resolved_at IS NULL)"
     end
     for _, col in ipairs({ "order_status", "payment_status", "shipping_status" }) do
         if args[col] then
