@@ -122,19 +122,8 @@ describe("filter chains", function()
 end)
 
 describe("orderservice check (lib/check.lua)", function()
-    -- What core/config.c hands a worker's VM, for the settings routes.lua reads at load.
-    setup(function()
-        require("lib.config")._install({
-            OUTBOX_EVERY_MS = 250, OUTBOX_BACKOFF_BASE_MS = 1000, OUTBOX_BACKOFF_MAX_MS = 300000,
-            SAGA_RECOVERY_EVERY_MS = 5000, SAGA_GRACE_MS = 30000, BREAKER_FAILURES = 5, BREAKER_COOLDOWN_MS = 5000,
-            INVENTORY_SERVICE_URL = "", PAYMENT_SERVICE_URL = "", SHIPPING_SERVICE_URL = "",
-            NOTIFICATION_SERVICE_URL = "", STANDIN_LATENCY_MS = 0, STANDIN_FAILURE_RATE = 0,
-        })
-    end)
-
-    it("passes the shipped routes.lua", function()
-        assert.are.same({}, check.run("routes.lua"))
-    end)
+    -- The shipped routes.lua is checked by the real binary, with the real settings, in
+    -- tests/integration/test_auth.py (Commands).
 
     it("names the file and line of each problem, all of them at once", function()
         local path = write([[
