@@ -48,12 +48,19 @@ return {
           filters = { body_limit = { max_bytes = 65536 } } },
         { method = "POST", path = "/v1/orders/create/", handler = "orders.create",
           filters = { body_limit = { max_bytes = 65536 } } },
-        { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history" },
+        { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history",
+          filters = { html_page = { page = "my_orders" } } }, -- browsers get the My Orders page
         { method = "GET", path = "/v1/orders/{id}/", handler = "orders.details" },
         { method = "GET", path = "/v1/orders/{id}/details/", handler = "orders.details" },
         -- Status changes are for staff and the services that drive orders, not customers.
         { method = "PATCH", path = "/v1/orders/{id}/update/", handler = "orders.update",
           filters = { auth = { roles = { "admin", "service" } } } },
         { method = "POST", path = "/v1/orders/{id}/cancel/", handler = "orders.cancel" },
+
+        -- The API reference (issue 11), no token: Swagger UI over the OpenAPI document built from
+        -- this file (docs/openapi.lua). Swagger UI's files and the My Orders page's script and
+        -- styles are static files h2o serves itself at /orders-doc/ui/ and /static/ (core/static.c).
+        { method = "GET", path = "/orders-doc/", handler = "docs.index", filters = { auth = false } },
+        { method = "GET", path = "/orders-doc/openapi.json", handler = "docs.openapi", filters = { auth = false } },
     },
 }
