@@ -23,7 +23,8 @@ return {
         headers = { add = { ["x-content-type-options"] = "nosniff", ["x-frame-options"] = "DENY",
                             ["referrer-policy"] = "no-referrer" } },
         -- Every route needs a bearer token unless it says auth = false. The API docs are
-        -- served without one (they have no route here yet; exempt, they get their 404).
+        -- served without one (their routes below say so; the prefix gives a mistyped docs URL
+        -- its 404, not a 401).
         auth = { exempt_prefixes = { "/orders-doc/" } },
     },
 
