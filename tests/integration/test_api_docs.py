@@ -6,9 +6,9 @@ nothing else is, every documented query parameter is accepted with its example a
 allowed values, and values outside a documented enum or range are refused. The browser side (the
 page in Chromium, Swagger UI's "Try it out", the validator) is tests/browser/.
 """
-import json
 import os
 import re
+import socket
 import unittest
 import urllib.parse
 
@@ -213,6 +213,25 @@ class ApiDocsTest(unittest.TestCase):
             with self.subTest(path=path):
                 r = self.svc.request("GET", path, token=None)
                 self.assertNotIn(b"routes.lua - every endpoint", r.body)
+
+    def test_static_paths_refuse_ambiguous_framing_too(self):
+        # h2o serves these without Lua; the framing check (core/framing.c) guards them all the
+        # same, so a smuggled second request behind a static one is never served.
+        for path in ("/static/my-orders/my-orders.js", "/orders-doc/ui/swagger-ui.css"):
+            with self.subTest(path=path):
+                raw = (f"GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                       "GET /health/live/ HTTP/1.1\r\nHost: x\r\n\r\n").encode()
+                with socket.create_connection(("127.0.0.1", self.svc.port), timeout=10) as s:
+                    s.sendall(raw)
+                    got = b""
+                    while True:
+                        data = s.recv(65536)
+                        if not data:
+                            break
+                        got += data
+                self.assertTrue(got.startswith(b"HTTP/1.1 400"), got[:100])
+                self.assertEqual(got.count(b"HTTP/1.1 "), 1, "nothing served after the refused request")
 
 
 if __name__ == "__main__":
