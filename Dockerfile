@@ -35,6 +35,16 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF \
     && cmake --build build -j "$(nproc)" \
     && strip --strip-unneeded build/orderservice build/liboscore.so
 
+# Swagger UI for /orders-doc/: swagger-ui-dist as pinned by web/package-lock.json. Install scripts
+# stay off (its @scarf/scarf dependency would report the install over the network).
+FROM debian:${DEBIAN_TAG} AS web
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 # The Lua side as shipped: everything but the stand-ins, which only the standins stage serves.
 FROM debian:${DEBIAN_TAG} AS scripts
 WORKDIR /app
@@ -75,8 +85,11 @@ FROM base AS runtime
 COPY --from=scripts /app/routes.lua ./
 COPY --from=scripts /app/scripts scripts
 COPY sql sql
-# Static assets: the project serves none today. When a static/ directory is added, copy it here
-# (test_dockerfile.py fails while a top-level static/ exists that this file does not copy).
+# Static files h2o serves itself (core/static.c): the My Orders page's script and styles, and
+# Swagger UI (test_dockerfile.py fails while a top-level static/ exists that this file does not copy).
+COPY static static
+COPY --from=web /web/node_modules/swagger-ui-dist swagger-ui
+ENV STATIC_DIR=/app/static SWAGGER_UI_DIR=/app/swagger-ui
 EXPOSE 8001
 # Liveness, not readiness: Docker (and Swarm) restart an unhealthy container, and a database
 # outage is no reason to restart a service that reconnects by itself. Kubernetes ignores

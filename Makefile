@@ -2,7 +2,7 @@
 #   make run    start the service (a private PostgreSQL under .data/ unless DATABASE_URL is set)
 #   make test   every test, plain and under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make build  compile into build/
-#   make deps   install the Debian packages (apt-get); nothing when they are present
+#   make deps   install the Debian packages (apt-get) and the pinned npm packages (tools/web-deps); nothing when present
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan

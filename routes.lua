@@ -23,7 +23,8 @@ return {
         headers = { add = { ["x-content-type-options"] = "nosniff", ["x-frame-options"] = "DENY",
                             ["referrer-policy"] = "no-referrer" } },
         -- Every route needs a bearer token unless it says auth = false. The API docs are
-        -- served without one (they have no route here yet; exempt, they get their 404).
+        -- served without one (their routes below say so; the prefix gives a mistyped docs URL
+        -- its 404, not a 401).
         auth = { exempt_prefixes = { "/orders-doc/" } },
     },
 
@@ -48,7 +49,8 @@ return {
           filters = { body_limit = { max_bytes = 65536 } } },
         { method = "POST", path = "/v1/orders/create/", handler = "orders.create",
           filters = { body_limit = { max_bytes = 65536 } } },
-        { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history" },
+        { method = "GET", path = "/v1/orders/my-orders/{customer_id}/", handler = "orders.history",
+          filters = { html_page = { page = "my_orders" } } }, -- browsers get the My Orders page
         { method = "GET", path = "/v1/orders/{id}/", handler = "orders.details" },
         { method = "GET", path = "/v1/orders/{id}/details/", handler = "orders.details" },
         { method = "GET", path = "/v1/orders/{id}/events/", handler = "orders.events" },
@@ -56,5 +58,11 @@ return {
         { method = "PATCH", path = "/v1/orders/{id}/update/", handler = "orders.update",
           filters = { auth = { roles = { "admin", "service" } } } },
         { method = "POST", path = "/v1/orders/{id}/cancel/", handler = "orders.cancel" },
+
+        -- The API reference (issue 11), no token: Swagger UI over the OpenAPI document built from
+        -- this file (docs/openapi.lua). Swagger UI's files and the My Orders page's script and
+        -- styles are static files h2o serves itself at /orders-doc/ui/ and /static/ (core/static.c).
+        { method = "GET", path = "/orders-doc/", handler = "docs.index", filters = { auth = false } },
+        { method = "GET", path = "/orders-doc/openapi.json", handler = "docs.openapi", filters = { auth = false } },
     },
 }

@@ -60,6 +60,8 @@ static const setting_t settings[] = {
     {"MIGRATE_ON_START", T_BOOL, F(migrate_on_start), "0", 0, 0, 1},
     {"MIGRATIONS_DIR", T_STR, F(migrations_dir), "./sql/migrations", 0, 0, 1},
     {"SEED_DIR", T_STR, F(seed_dir), "./seed", 0, 0, 1},
+    {"STATIC_DIR", T_STR, F(static_dir), "./static", 0, 0, 1},
+    {"SWAGGER_UI_DIR", T_STR, F(swagger_ui_dir), "./web/node_modules/swagger-ui-dist", 0, 0, 1},
     {"SHUTDOWN_TIMEOUT_MS", T_INT, F(shutdown_timeout_ms), "10000", 0, 600000, 1},
     {"TAX_RATE", T_RATE, F(tax_ppm), "0.05", 0, 0, 1},
     {"SHIPPING_FEE", T_MONEY, F(shipping_cents), "50.00", 0, 0, 1},

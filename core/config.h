@@ -25,6 +25,8 @@ typedef struct os_config {
     int migrate_on_start;
     char migrations_dir[1024];
     char seed_dir[1024];
+    char static_dir[1024];     /* STATIC_DIR: served at /static/ (the My Orders page's assets) */
+    char swagger_ui_dir[1024]; /* SWAGGER_UI_DIR: swagger-ui-dist, served at /orders-doc/ui/ */
     int shutdown_timeout_ms;
     int downstream_timeout_ms;
     int downstream_pool_size;

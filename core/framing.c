@@ -211,10 +211,15 @@ static void json_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     h2o_setup_next_ostream(req, slot);
 }
 
-void os_framing_register(h2o_hostconf_t *host, h2o_pathconf_t *pathconf)
+void os_framing_guard(h2o_pathconf_t *pathconf)
 {
     h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
     handler->on_req = on_req;
+}
+
+void os_framing_register(h2o_hostconf_t *host, h2o_pathconf_t *pathconf)
+{
+    os_framing_guard(pathconf);
     h2o_filter_t *filter = h2o_create_filter(&host->fallback_path, sizeof(*filter));
     filter->on_setup_ostream = json_error_setup;
 }

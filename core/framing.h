@@ -10,4 +10,7 @@
  *  that makes h2o's own protocol errors on host JSON. */
 void os_framing_register(h2o_hostconf_t *host, h2o_pathconf_t *pathconf);
 
+/** Registers only the framing check on pathconf (for further paths of a host already registered). */
+void os_framing_guard(h2o_pathconf_t *pathconf);
+
 #endif

@@ -18,6 +18,7 @@
 #include "luahost.h"
 #include "metrics.h"
 #include "reload.h"
+#include "static.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -164,6 +165,9 @@ static void configure_h2o(void)
     /* h2o answers 413 and closes as soon as Content-Length (or the chunks read so far) pass this. */
     globalconf.max_request_entity_size = MAX_REQUEST_BODY;
     h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    /* Static files first: h2o picks the longest matching prefix, so these never reach Lua. */
+    os_static_register(host, "/static/", os_config.static_dir);
+    os_static_register(host, "/orders-doc/ui/", os_config.swagger_ui_dir);
     h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
     /* Handlers run in registration order; the framing check passes (-1) on sound requests. */
     os_framing_register(host, root);

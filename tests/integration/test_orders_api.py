@@ -682,8 +682,11 @@ class OrdersApiTest(unittest.TestCase):
             self.assertEqual(field, r.json()["details"]["field"])
         empty = self.get_list("", path="/v1/orders/my-orders/987654321/")
         self.assertEqual((0, []), (empty["count"], empty["results"]))
+        # A browser gets the My Orders page (issue 11; test_api_docs.py); the JSON stays for the rest.
         r = self.call("GET", f"/v1/orders/my-orders/{customer}/", headers={"Accept": "text/html"})
         self.assertEqual(200, r.status)
+        self.assertEqual("text/html; charset=utf-8", r.headers["content-type"])
+        r = self.call("GET", f"/v1/orders/my-orders/{customer}/", headers={"Accept": "application/json"})
         self.assertEqual("application/json", r.headers["content-type"])
 
     def sku_orders(self, predicate):

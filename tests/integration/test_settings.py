@@ -25,6 +25,8 @@ BAD = {
     "MIGRATE_ON_START": "yes",
     "MIGRATIONS_DIR": "m" * 2000,
     "SEED_DIR": "s" * 2000,
+    "STATIC_DIR": "s" * 2000,
+    "SWAGGER_UI_DIR": "w" * 2000,
     "SHUTDOWN_TIMEOUT_MS": "-5",
     "TAX_RATE": "5%",
     "SHIPPING_FEE": "1.234",
