@@ -145,13 +145,23 @@ local function schemas()
             description = "the order was recorded, then refused by a downstream service (it is CANCELLED)",
         },
         Event = {
-            type = "object",
+            type = "object", required = array({ "at", "type" }),
+            description = "one entry of an order's timeline (status changes, saga steps, downstream deliveries)",
             properties = {
-                field = { type = "string", enum = copy(input.UPDATE_FIELDS) },
-                from_status = { type = { "string", "null" } }, to_status = { type = "string" },
-                actor = { type = "string" }, reason = { type = { "string", "null" } },
-                created_at = { type = "string", format = "date-time" },
+                at = { type = "string", format = "date-time" },
+                type = { type = "string", enum = array({ "status_change", "saga_step", "delivery_queued", "delivered",
+                                                         "delivery_voided", "delivery_refused" }) },
+                field = { type = { "string", "null" }, description = "status_change: which status" },
+                from = { type = { "string", "null" } }, to = { type = { "string", "null" } },
+                actor = { type = { "string", "null" }, description = "who made the change (role:sub)" },
+                reason = { type = { "string", "null" } },
+                kind = { type = { "string", "null" }, description = "deliveries: reserve, charge, ship, notify, ..." },
+                attempts = { type = { "integer", "null" } },
             },
+        },
+        Timeline = {
+            type = "object", required = array({ "order_id", "events" }),
+            properties = { order_id = { type = "integer" }, events = { type = "array", items = ref("Event") } },
         },
         Error = {
             type = "object", required = array({ "error" }),
@@ -197,6 +207,8 @@ local function list_parameters()
         query("dir", enum(array({ "asc", "desc" })), "sort direction (default desc)", "asc"),
         query("page", { type = "integer", minimum = 1, maximum = input.MAX_PAGE, default = 1 }, "page number", 1),
         query("page_size", { type = "integer", minimum = 1, maximum = input.MAX_PAGE_SIZE, default = 20 }, PAGE_SIZE_NOTE, 20),
+        query("needs_attention", enum(array({ "true", "false" })),
+              "true: only orders flagged for a person (a refund the payment service never confirmed)", "true"),
     })
 end
 
@@ -257,6 +269,7 @@ local function operations()
                 ["400"] = err("the body is not valid (details.field names the field, items[0].quantity style)"),
                 ["402"] = json(ref("SagaFailure"), "the payment was refused"),
                 ["409"] = json(ref("SagaFailure"), "the reservation was refused, or the Idempotency-Key is in progress"),
+                ["415"] = err("the body is not declared Content-Type: application/json"),
                 ["422"] = err("the Idempotency-Key was used with another body"),
                 ["503"] = json(ref("SagaFailure"), "a downstream service or the database is unavailable"),
             } },
@@ -278,18 +291,20 @@ local function operations()
             responses = { ["200"] = json(ref("Order"), "the order after the change (unchanged when nothing moved)"),
                           ["400"] = err("the body is not valid"), ["404"] = err("no such order"),
                           ["409"] = err("the rules refuse the change (details: field, from, to)"),
+                          ["415"] = err("the body is not declared Content-Type: application/json"),
                           ["503"] = err("the database is unavailable") } },
         ["orders.cancel"] = { tags = { "orders" }, summary = "Cancel an order (releases stock, refunds a paid order)",
             parameters = array({ IDEMPOTENCY_KEY }),
             requestBody = { required = false, content = { ["application/json"] = { schema = ref("CancelRequest") } } },
             responses = { ["200"] = json(ref("CancelResult"), "cancelled"), ["400"] = err("the body is not valid"),
                           ["404"] = err("no such order"),
+                          ["415"] = err("a body was sent without Content-Type: application/json"),
                           ["409"] = err("already CANCELLED, or SHIPPED/DELIVERED, or the Idempotency-Key is in progress"),
                           ["422"] = err("the Idempotency-Key was used with another body"),
                           ["503"] = err("the database is unavailable") } },
-        -- The order timeline (served once the orders domain adds the route).
+        -- The order timeline.
         ["orders.events"] = { tags = { "orders" }, summary = "The order's timeline: its status changes, oldest first",
-            responses = { ["200"] = json({ type = "array", items = ref("Event") }, "the events"),
+            responses = { ["200"] = json(ref("Timeline"), "the events, oldest first"),
                           ["404"] = err("no such order") } },
     }
 end

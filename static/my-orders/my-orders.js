@@ -273,12 +273,18 @@
     }
   }
 
+  // One timeline entry (GET /v1/orders/{id}/events/): a status change "payment status: PENDING → PAID",
+  // a saga step, or a downstream delivery "ship: delivered".
   function eventLine(ev) {
-    const field = String(ev.field || ev.kind || 'status').replace(/_/g, ' ');
-    const from = ev.from_status ?? ev.from ?? null;
-    const to = ev.to_status ?? ev.to ?? '';
-    const what = field + ': ' + (from === null ? '' : from + ' → ') + to;
-    const li = el('li', {}, el('time', { datetime: ev.created_at || ev.at, text: timeLabel(ev.created_at || ev.at) }), ' ', el('span', { text: what }));
+    let what;
+    if (ev.type === 'status_change') {
+      what = String(ev.field).replace(/_/g, ' ') + ': ' + (ev.from === null ? '' : ev.from + ' → ') + ev.to;
+    } else if (ev.type === 'saga_step') {
+      what = 'saga: ' + (ev.to || '');
+    } else {
+      what = (ev.kind || 'delivery') + ': ' + String(ev.type).replace(/_/g, ' ');
+    }
+    const li = el('li', {}, el('time', { datetime: ev.at, text: timeLabel(ev.at) }), ' ', el('span', { text: what }));
     if (ev.reason) li.append(el('span', { class: 'muted', text: ' (' + ev.reason + ')' }));
     return li;
   }
@@ -296,7 +302,7 @@
     box.replaceChildren(el('p', { class: 'muted', text: 'Loading the timeline…' }));
     const r = await api('GET', '/v1/orders/' + o.order_id + '/events/');
     if (r.status === 404 || r.status === 405) {
-      // No timeline endpoint on this service (or none for this order): say so, nothing broke.
+      // No timeline for this order (it is gone, or not this caller's): say so, nothing broke.
       box.replaceChildren(el('p', { class: 'muted', text: 'No timeline is available for this order.' }));
       return;
     }
@@ -304,7 +310,7 @@
       box.replaceChildren(el('p', { class: 'error-text', text: errorText(r) }));
       return;
     }
-    const events = Array.isArray(r.data) ? r.data : (r.data && (r.data.events || r.data.results)) || [];
+    const events = (r.data && r.data.events) || [];
     if (events.length === 0) {
       box.replaceChildren(el('p', { class: 'muted', text: 'No events recorded yet.' }));
       return;
