@@ -43,11 +43,12 @@ wrk -t1 -c32 -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/o
 # Rounds of three kinds, their order rotated every round so a trend in the machine's load
 # falls on all of them: no client besides wrk; a curl every 100 ms to /health/live/ (the
 # control: the same process churn as a scraper, a trivial answer); a curl every 100 ms to
-# /metrics (the scrape). The figures are medians over the rounds, which one disturbed round
+# /metrics (the scrape). CONTROL_URL points the control elsewhere (http://127.0.0.1:1/: a
+# refused connection, the client's churn without touching the service). The figures are medians over the rounds, which one disturbed round
 # cannot move much; the scrape's cost is read against the control.
 without=() control=() with=()
-looping() { # path: runs `details` while a client fetches path every 100 ms
-  (while :; do curl -sf "http://127.0.0.1:$port$1" -o /dev/null; sleep 0.1; done) & looper=$!
+looping() { # url: runs `details` while a client fetches url every 100 ms
+  (while :; do curl -sf "$1" -o /dev/null || true; sleep 0.1; done) & looper=$!
   details
   kill "$looper"; wait "$looper" 2>/dev/null || true
 }
@@ -55,11 +56,11 @@ for round in $(seq "$rounds"); do
   for kind in $(printf 'none\ncontrol\nscrape\n' | tail -n +$((round % 3 + 1)); printf 'none\ncontrol\nscrape\n' | head -n $((round % 3))); do
     case $kind in
       none) without+=("$(details)") ;;
-      control) control+=("$(looping /health/live/)") ;;
-      scrape) with+=("$(looping /metrics)") ;;
+      control) control+=("$(looping "${CONTROL_URL:-http://127.0.0.1:$port/health/live/}")") ;;
+      scrape) with+=("$(looping "http://127.0.0.1:$port/metrics")") ;;
     esac
   done
-  echo "round $round: no client ${without[-1]} req/s, /health/live/ every 100 ms ${control[-1]} req/s, /metrics every 100 ms ${with[-1]} req/s"
+  echo "round $round: no client ${without[-1]} req/s, control every 100 ms ${control[-1]} req/s, /metrics every 100 ms ${with[-1]} req/s"
 done
 
 # What one scrape costs the service in CPU, measured alone: the process's CPU time (utime +
@@ -79,7 +80,7 @@ med = statistics.median
 vs_control = [w / c for c, w in zip(control, with_)]
 vs_none = [w / n for n, w in zip(without, with_)]
 print(f"details, {workers} worker(s), 32 connections, {len(with_)} rounds (medians): {med(without):.0f} req/s with "
-      f"no other client, {med(control):.0f} req/s with /health/live/ every 100 ms, {med(with_):.0f} req/s with "
+      f"no other client, {med(control):.0f} req/s with the control every 100 ms, {med(with_):.0f} req/s with "
       f"/metrics every 100 ms ({size} bytes)")
 print(f"scrape vs control: median of the rounds' ratios {100 * (med(vs_control) - 1):+.2f} % "
       f"(rounds from {100 * (min(vs_control) - 1):+.1f} % to {100 * (max(vs_control) - 1):+.1f} %); "
