@@ -186,6 +186,34 @@ class DomainMetrics(unittest.TestCase):
                 c.close()
 
 
+class BreakerGauge(unittest.TestCase):
+    def test_the_breaker_gauge_follows_open_then_closed_and_fast_failures_are_counted(self):
+        url = fresh_database("it_observability_breaker")
+        self.assertEqual(run_binary("migrate", env={"DATABASE_URL": url}).returncode, 0)
+        standin, env = start_standins()
+        env.update(BREAKER_FAILURES="2", BREAKER_COOLDOWN_MS="300", OUTBOX_EVERY_MS="100")
+        with standin, Service(database_url=url, workers=1, env=env) as svc:
+            def metrics():
+                return samples(svc.request("GET", "/metrics").body.decode())
+            state = 'orderservice_circuit_breaker_state{service="inventory"}'
+            ds = 'orderservice_downstream_requests_total{service="inventory",operation="reserve",outcome="%s"}'
+            self.assertEqual(standin.request("PUT", "/_behaviour", body={"reserve": {"status": 503}}).status, 200)
+            for _ in range(2):
+                self.assertEqual(svc.request("POST", "/v1/orders/create/", body=ORDER).status, 503)
+            self.assertEqual(metrics()[state], 1)
+            r = svc.request("POST", "/v1/orders/create/", body=ORDER)  # within the cool-down: not sent
+            self.assertIn("circuit", r.json()["error"])
+            m = metrics()
+            self.assertEqual((m[ds % "unavailable"], m[ds % "circuit_open"]), (2, 1))
+            self.assertEqual(standin.request("PUT", "/_behaviour", body={}).status, 200)
+            # After the cool-down a probe goes out and succeeds: closed again.
+            wait_until(lambda: svc.request("POST", "/v1/orders/create/", body=ORDER).status == 201,
+                       what="a create once the breaker lets a probe through")
+            m = metrics()
+            self.assertEqual(m[state], 0)
+            self.assertEqual(m[ds % "ok"], 1)
+
+
 class OperatorMetrics(unittest.TestCase):
     def test_a_scripts_metric_keeps_counting_across_a_reload(self):
         with Service(workers=2) as svc:
