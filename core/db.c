@@ -28,6 +28,7 @@
 #include "config.h"
 #include "ffi.h"
 #include "log.h"
+#include "metrics.h"
 #include "random.h"
 #include "task.h"
 
@@ -111,6 +112,7 @@ struct db_task {
     int nparams;
     char **params;
     PGresult *result;
+    uint64_t acquire_us, query_us; /* when the acquire and the query began (for metrics) */
 };
 
 static void conn_connect(os_db_conn_t *conn);
@@ -429,6 +431,7 @@ static void conn_down(os_db_conn_t *conn, const char *reason)
      * something else (or has a resume pending) learns at its next query. */
     if (holder != NULL && holder->phase == PHASE_QUERY && os_op_pending(&holder->op)) {
         holder->phase = PHASE_NONE;
+        os_metrics_db_query(holder->stmt_name, holder->stmt_sql, os_clock_us() - holder->query_us, "");
         free_pending(holder);
         os_task_set_error(holder->task, "database unavailable: %s", why);
         os_op_complete(&holder->op, OS_EUNAVAILABLE);
@@ -483,6 +486,7 @@ static void query_start(os_db_conn_t *conn)
     db_task_t *dt = conn->holder;
     int ok;
     assert(conn->state == CONN_BUSY && dt != NULL && dt->phase == PHASE_QUERY && conn->step == STEP_NONE);
+    dt->query_us = os_clock_us();
     if (dt->stmt_name[0] == '\0') {
         ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
                                0);
@@ -518,11 +522,15 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
         return;
     }
     int status = OS_OK;
+    const char *sqlstate = NULL;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         os_task_set_error(dt->task, "%s", PQresultErrorMessage(res));
         dt->task->error[strcspn(dt->task->error, "\n")] = '\0';
         status = OS_ERR;
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        sqlstate = sqlstate != NULL ? sqlstate : "";
     }
+    os_metrics_db_query(dt->stmt_name, dt->stmt_sql, os_clock_us() - dt->query_us, sqlstate);
     conn->step = STEP_NONE;
     dt->phase = PHASE_NONE;
     free_pending(dt);
@@ -610,6 +618,7 @@ static void conn_on_writable(h2o_socket_t *sock, const char *err)
 
 static void pool_assign(os_db_conn_t *conn, db_task_t *dt)
 {
+    os_metrics_db_acquired(os_clock_us() - dt->acquire_us);
     hold(conn, dt);
     if (dt->want_pin) {
         dt->want_pin = 0;
@@ -638,6 +647,7 @@ static void on_acquire_timeout(os_timer_t *timer)
 {
     db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, acquire_timer, timer);
     assert(dt->phase == PHASE_ACQUIRE);
+    os_metrics_db_acquired(os_clock_us() - dt->acquire_us);
     h2o_linklist_unlink(&dt->waiter_link);
     dt->task->worker->db->nwaiting--;
     dt->want_pin = 0;
@@ -671,6 +681,7 @@ static int pool_acquire(db_task_t *dt)
 {
     os_db_pool_t *pool = dt->task->worker->db;
     int any_up = 0;
+    dt->acquire_us = os_clock_us();
     for (size_t i = 0; i < pool->size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         if (conn->state == CONN_IDLE) {

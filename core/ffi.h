@@ -64,6 +64,7 @@ int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
 int os_task_retired(os_task_t *task);
 int64_t os_monotonic_ms(void);
+int64_t os_monotonic_us(void);
 
 /* ---- random: per thread, seeded from getrandom(2); for jitter and ids, not secrets ---- */
 uint64_t os_random_u64(void);
@@ -106,6 +107,23 @@ size_t os_jobs_stalled(char *buf, size_t cap);
  * Returns the length the whole text needs; buf holds all of it (NUL-terminated) only when
  * that is below cap, otherwise a NUL-terminated prefix: render again with a bigger buffer. */
 size_t os_metrics_render(char *buf, size_t cap);
+
+/* ---- operators' metrics (scripts/lib/metrics.lua): declared by name, kept in C so a reload
+ * keeps their values; each worker writes its own cells, a scrape aggregates them ---- */
+enum { OS_METRIC_COUNTER = 0, OS_METRIC_GAUGE = 1, OS_METRIC_HISTOGRAM = 2 };
+/* How a gauge's per-worker values combine at a scrape: summed, their max, or the one set last. */
+enum { OS_METRIC_SUM = 0, OS_METRIC_MAX = 1, OS_METRIC_LATEST = 2 };
+/** Declares a family (the same shape again returns the same id): its id, or -1 and a static reason in *err. */
+int os_metric_declare(const char *name, const char *help, int type, int aggregate, const char *const *labels,
+                      int nlabels, const double *buckets, int nbuckets, int max_series, const char **err);
+/** The series of a family for these label values (claimed on first use; past max_series the "overflow" one); -1 on a bad call. */
+int os_metric_series(int family, const char *const *values, int nvalues);
+/** Adds value to a counter (value >= 0) or a gauge, on the calling worker: 0, or -1 on a bad call. */
+int os_metric_add(int series, double value);
+/** Sets a gauge on the calling worker: 0, or -1 on a bad call. */
+int os_metric_set(int series, double value);
+/** Counts value into a histogram on the calling worker: 0, or -1 on a bad call. */
+int os_metric_observe(int series, double value);
 
 /* ---- JWT: one key per process, loaded at start (JWT_SECRET or JWT_PUBLIC_KEY_FILE) ---- */
 enum {

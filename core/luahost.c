@@ -63,6 +63,13 @@ void os_vm_release(os_vm_t *vm)
     vm_unref(vm);
 }
 
+size_t os_vm_memory_bytes(os_vm_t *vm)
+{
+    if (vm == NULL)
+        return 0;
+    return (size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
+}
+
 static int traceback(lua_State *L)
 {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);

@@ -17,4 +17,7 @@ void os_luahost_start_background(os_worker_t *worker);
 /** Registers the h2o handler that sends every request on pathconf to Lua. */
 void os_luahost_register(h2o_pathconf_t *pathconf);
 
+/** Bytes the VM's Lua heap holds now (call on the VM's own worker thread). */
+size_t os_vm_memory_bytes(os_vm_t *vm);
+
 #endif

@@ -10,16 +10,20 @@
 #include "metrics.h"
 #include "ffi.h"
 #include "jobs.h"
+#include "version.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SLOTS 256
-#define WORKERS_MAX 256
+#define WORKERS_MAX OS_METRICS_WORKERS_MAX
 static const double bucket_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define NBUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
 
@@ -41,25 +45,56 @@ struct os_metrics {
     size_t used;
     slot_t slots[SLOTS];
     atomic_uint_fast64_t gauges[G_COUNT];
+    atomic_uint_fast64_t lua_bytes, connections;
 };
 
 static os_metrics_t *registry[WORKERS_MAX];
 static atomic_int registered;
 static time_t started_at;
+static double process_started_at; /* from /proc: what process_start_time_seconds means */
+
+/* The process's start (Unix time): its start in clock ticks after boot (/proc/self/stat, field
+ * 22) plus the boot time (/proc/stat btime). Falls back to now when /proc is not there. */
+static double process_start_time(void)
+{
+    char buf[1024];
+    unsigned long long ticks = 0, btime = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    for (int field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p + 1, "%llu", &ticks) != 1)
+        return (double)time(NULL);
+    if ((f = fopen("/proc/stat", "r")) == NULL)
+        return (double)time(NULL);
+    while (fgets(buf, sizeof(buf), f) != NULL)
+        if (sscanf(buf, "btime %llu", &btime) == 1)
+            break;
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    return btime != 0 && hz > 0 ? (double)btime + (double)ticks / (double)hz : (double)time(NULL);
+}
 
 os_metrics_t *os_metrics_create(int worker_id)
 {
     os_metrics_t *m = calloc(1, sizeof(*m));
     m->worker_id = worker_id;
     int i = atomic_fetch_add(&registered, 1);
-    if (i == 0)
+    if (i == 0) {
         started_at = time(NULL);
+        process_started_at = process_start_time();
+    }
     registry[i] = m;
     return m;
 }
 
 void os_metrics_destroy_all(void)
 {
+    os_metric_registry_free();
     int n = atomic_exchange(&registered, 0);
     for (int i = 0; i < n; i++) {
         free(registry[i]);
@@ -127,6 +162,12 @@ void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, ui
     uint64_t v[G_COUNT] = {tasks, db_size, db_connected, db_busy, db_waiting};
     for (int i = 0; i < G_COUNT; i++)
         atomic_store_explicit(&m->gauges[i], v[i], memory_order_relaxed);
+}
+
+void os_metrics_set_worker(os_metrics_t *m, uint64_t lua_bytes, uint64_t connections)
+{
+    atomic_store_explicit(&m->lua_bytes, lua_bytes, memory_order_relaxed);
+    atomic_store_explicit(&m->connections, connections, memory_order_relaxed);
 }
 
 /* Render into buf while counting what the whole text needs, so a short buffer can be retried. */
@@ -201,6 +242,51 @@ static size_t aggregate(agg_t *aggs, size_t max, int by_status)
     return n;
 }
 
+/* The standard process_* series (what Prometheus' client libraries export), read from /proc. */
+static void render_process(out_t *o)
+{
+    char buf[1024];
+    long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    unsigned long long utime = 0, stime = 0, pages = 0, fds = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    for (int field = 2; p != NULL && field < 14; field++) /* utime and stime are fields 14 and 15 */
+        p = strchr(p + 1, ' ');
+    if (p == NULL || sscanf(p + 1, "%llu %llu", &utime, &stime) != 2)
+        utime = stime = 0;
+    if ((f = fopen("/proc/self/statm", "r")) != NULL) {
+        if (fscanf(f, "%*u %llu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d != NULL) {
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            fds += e->d_name[0] != '.';
+        fds--; /* the descriptor opendir itself holds */
+        closedir(d);
+    }
+    struct rlimit lim;
+    double max_fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? (double)lim.rlim_cur : -1;
+    put(o, "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
+           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n",
+        hz > 0 ? (double)(utime + stime) / (double)hz : 0.0);
+    put(o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+           "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n",
+        pages * (unsigned long long)(page > 0 ? page : 4096));
+    put(o, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
+           "process_open_fds %llu\n", fds);
+    if (max_fds >= 0)
+        put(o, "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n"
+               "process_max_fds %.0f\n", max_fds);
+    put(o, "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n"
+           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n", process_started_at);
+}
+
 size_t os_metrics_render(char *buf, size_t cap)
 {
     out_t o = {buf, cap, 0};
@@ -265,7 +351,23 @@ size_t os_metrics_render(char *buf, size_t cap)
     put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
             "orderservice_workers %d\n",
         workers);
+    uint64_t connections = 0;
+    for (int w = 0; w < workers; w++)
+        connections += atomic_load_explicit(&registry[w]->connections, memory_order_relaxed);
+    put(&o, "# HELP orderservice_http_connections_active HTTP connections open (published every 100 ms).\n"
+            "# TYPE orderservice_http_connections_active gauge\norderservice_http_connections_active %llu\n",
+        (unsigned long long)connections);
+    put(&o, "# HELP orderservice_lua_memory_bytes Memory of each worker's current Lua VM (published every 100 ms).\n"
+            "# TYPE orderservice_lua_memory_bytes gauge\n");
+    for (int w = 0; w < workers; w++)
+        put(&o, "orderservice_lua_memory_bytes{worker=\"%d\"} %llu\n", registry[w]->worker_id,
+            (unsigned long long)atomic_load_explicit(&registry[w]->lua_bytes, memory_order_relaxed));
     o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
+    o.len += os_metric_registry_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
+    render_process(&o);
+    put(&o, "# HELP orderservice_build_info The running build (always 1).\n# TYPE orderservice_build_info gauge\n"
+            "orderservice_build_info{version=\"%s\"} 1\n",
+        OS_VERSION);
     put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
             "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
         (long long)started_at);

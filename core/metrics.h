@@ -9,6 +9,9 @@
 
 typedef struct os_metrics os_metrics_t;
 
+/** Worker ids at or above this share one set of cells with the main thread. */
+#define OS_METRICS_WORKERS_MAX 256
+
 /** Allocates the counters of one worker and registers them for scraping. */
 os_metrics_t *os_metrics_create(int worker_id);
 /** Unregisters and frees them (only after every worker has stopped). */
@@ -21,5 +24,18 @@ void os_metrics_count_reload(os_metrics_t *m, int ok);
 /** Publishes the worker's gauges (tasks running, pool occupancy) for other threads to read. */
 void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
                            uint64_t db_waiting);
+
+/** Publishes the worker's own gauges: its current VM's memory and its open HTTP connections. */
+void os_metrics_set_worker(os_metrics_t *m, uint64_t lua_bytes, uint64_t connections);
+
+/** Writes every declared family (metric_registry.c) like snprintf: returns the length the text needs. */
+size_t os_metric_registry_render(char *buf, size_t cap);
+/** Frees the declared families and every worker's cells (only after every worker has stopped). */
+void os_metric_registry_free(void);
+
+/** Times one pool acquire (db.c): how long the task waited for a connection. */
+void os_metrics_db_acquired(uint64_t waited_us);
+/** Times one statement (db.c): its name as prepared ("" for plain SQL), its SQL, and, when it failed, its SQLSTATE ("" when the connection broke). */
+void os_metrics_db_query(const char *name, const char *sql, uint64_t duration_us, const char *failed_sqlstate);
 
 #endif

@@ -146,6 +146,11 @@ int os_task_sleep(os_task_t *task, int64_t ms)
     return OS_OK;
 }
 
+int64_t os_monotonic_us(void)
+{
+    return (int64_t)os_clock_us();
+}
+
 int64_t os_monotonic_ms(void)
 {
     return (int64_t)os_clock_ms();

@@ -362,7 +362,8 @@ end
 -- with the row as it was and the new view when something changed, inside the transaction).
 local function change_status(req, id, changes, opts)
     local who = actor(req)
-    return db.transaction(function()
+    local changed -- the events written, counted once the transaction has committed
+    local resp, err = db.transaction(function()
         local rows, err = db.query(LOCK, id)
         if not rows then
             return nil, err
@@ -422,14 +423,16 @@ local function change_status(req, id, changes, opts)
                 return nil, { kind = "query", message = tostring(herr) }
             end
         end
-        local resp
+        changed = events
         if opts.status_message then
-            resp = response.json(200, { status = opts.status_message, order = view })
-        else
-            resp = response.json(200, view)
+            return response.json(200, { status = opts.status_message, order = view })
         end
-        return resp
+        return response.json(200, view)
     end)
+    if resp and changed then
+        saga.count_changes(changed)
+    end
+    return resp, err
 end
 
 -- Cancel, for POST .../cancel/ and PATCH {"order_status": "CANCELLED"} alike: CANCELLED

@@ -44,6 +44,7 @@ int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
 int os_task_retired(os_task_t *task);
 int64_t os_monotonic_ms(void);
+int64_t os_monotonic_us(void);
 
 uint64_t os_random_u64(void);
 
@@ -76,6 +77,21 @@ void os_job_succeeded(const char *name);
 size_t os_jobs_stalled(char *buf, size_t cap);
 
 size_t os_metrics_render(char *buf, size_t cap);
+
+enum { OS_METRIC_COUNTER = 0, OS_METRIC_GAUGE = 1, OS_METRIC_HISTOGRAM = 2 };
+
+enum { OS_METRIC_SUM = 0, OS_METRIC_MAX = 1, OS_METRIC_LATEST = 2 };
+
+int os_metric_declare(const char *name, const char *help, int type, int aggregate, const char *const *labels,
+                      int nlabels, const double *buckets, int nbuckets, int max_series, const char **err);
+
+int os_metric_series(int family, const char *const *values, int nvalues);
+
+int os_metric_add(int series, double value);
+
+int os_metric_set(int series, double value);
+
+int os_metric_observe(int series, double value);
 
 enum {
     OS_JWT_OK = 0,

@@ -129,7 +129,7 @@ local function dispatch(task_ptr, fields)
     async.bind(task_ptr)
     fields.request_id = new_request_id()
     local req = request.new(fields)
-    local route, status, allow = router:match(req.method, req.path)
+    local route, status, allow, matched = router:match(req.method, req.path)
     local resp
     if route then
         req.params = status
@@ -137,11 +137,13 @@ local function dispatch(task_ptr, fields)
     elseif status == 405 then
         resp = run(global_filters, function()
             return response.error(405, "method not allowed", { allow = allow }):header("allow", allow)
-        end, "unmatched", req)
+        end, matched.path, req)
     else
         resp = run(global_filters, not_found, "unmatched", req)
     end
-    return resp.status, resp.body or "", flatten(resp), route and route.path or "unmatched"
+    -- The metrics' route label: always a declared pattern (the path matched one, whatever the
+    -- method) or "unmatched", never the raw path, so clients cannot grow the label set.
+    return resp.status, resp.body or "", flatten(resp), (route or matched) and (route or matched).path or "unmatched"
 end
 
 -- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.

@@ -209,8 +209,8 @@ local function search(node, n, i, k, method, allowed)
     if i > n then
         local routes = node.routes
         if routes and allowed then
-            for m in pairs(routes) do
-                allowed[m] = true
+            for m, route in pairs(routes) do
+                allowed[m] = route
             end
             return nil
         end
@@ -238,7 +238,8 @@ local function search(node, n, i, k, method, allowed)
     return nil
 end
 
--- route, params | nil, 404 | nil, 405, allow ("GET, HEAD, POST").
+-- route, params | nil, 404 | nil, 405, allow ("GET, HEAD, POST"), route: the first declared
+-- route the path matches under another method (its pattern labels the 405 in the metrics).
 -- `path` is the raw path without the query string; parameter values get decoded.
 function _M:match(method, path)
     if type(method) ~= "string" then
@@ -259,19 +260,22 @@ function _M:match(method, path)
         return route, params
     end
 
-    local allowed, list = {}, {}
+    local allowed, list, first = {}, {}, nil
     search(self._root, n, 1, 0, method, allowed)
     if allowed.GET then
-        allowed.HEAD = true
+        allowed.HEAD = allowed.GET
     end
-    for m in pairs(allowed) do
+    for m, r in pairs(allowed) do
         list[#list + 1] = m
+        if not first or r.index < first.index then
+            first = r
+        end
     end
     if #list == 0 then
         return nil, 404
     end
     sort(list)
-    return nil, 405, concat(list, ", ")
+    return nil, 405, concat(list, ", "), first
 end
 
 -- A copy of the compiled route list, in declaration order.

@@ -10,9 +10,18 @@
 -- After BREAKER_FAILURES consecutive unavailable answers a service's breaker opens: calls
 -- fail fast for BREAKER_COOLDOWN_MS, then one probe call decides. Breakers are per worker:
 -- they only save time, nothing depends on them being shared.
+--
+-- Metrics (lib.metrics): every call is counted by service, operation (opts.operation: reserve,
+-- charge, release, refund, ship, ship_cancel, notify) and outcome (ok, refused, unavailable,
+-- or circuit_open when the breaker refused it without a call) and timed when it was made.
+-- orderservice_circuit_breaker_state{service} is 0 closed, 1 open, 2 half-open (a probe
+-- is out); each worker reports its breaker whenever it admits or records a call, and the
+-- scrape shows the state reported last (a worker that stopped calling does not keep an
+-- old "open" alive once another has seen the service answer).
 
 local http = require("lib.http")
 local log = require("lib.log")
+local metrics = require("lib.metrics")
 local C = require("lib.core")
 
 local config = require("lib.config")
@@ -33,6 +42,17 @@ _M.services = {
     shipping = trim(config.SHIPPING_SERVICE_URL),
     notification = config.NOTIFICATION_SERVICE_URL ~= "" and config.NOTIFICATION_SERVICE_URL or nil, -- the full endpoint
 }
+
+local REQUESTS = metrics.counter("orderservice_downstream_requests_total",
+    "Calls to downstream services, by service, operation and outcome (circuit_open: refused by the breaker, not sent).",
+    { "service", "operation", "outcome" })
+local DURATION = metrics.histogram("orderservice_downstream_request_duration_seconds",
+    "Time of downstream calls that were sent, by service and operation.", { "service", "operation" },
+    { buckets = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 } })
+local BREAKER_STATE = metrics.gauge("orderservice_circuit_breaker_state",
+    "Circuit breaker per downstream service: 0 closed, 1 open, 2 half-open (as last reported by a worker).",
+    { "service" }, { aggregate = "latest" })
+local CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 
 local breakers = {} -- service -> { failures, open_until, probing }
 
@@ -68,6 +88,7 @@ local function record(service, b, outcome)
             log.info("circuit closed", { service = service })
         end
         b.failures = 0
+        BREAKER_STATE:set(CLOSED, service)
         return
     end
     b.failures = b.failures + 1
@@ -76,21 +97,38 @@ local function record(service, b, outcome)
             log.warn("circuit opened", { service = service, cooldown_ms = BREAKER_COOLDOWN_MS })
         end
         b.open_until = now_ms() + BREAKER_COOLDOWN_MS
+        BREAKER_STATE:set(OPEN, service)
+    else
+        BREAKER_STATE:set(CLOSED, service)
     end
 end
 
+-- "/7/refund/" -> "refund": the last segment that is not a number, for calls that name no operation.
+local function operation_of(path)
+    local op = path:match("([%a_]+)/*$")
+    return op or "call"
+end
+
 -- call(service, path, body, opts): opts.key (Idempotency-Key, required), opts.request_id,
--- opts.refusals (set of statuses that are business refusals; default: any 4xx).
+-- opts.refusals (set of statuses that are business refusals; default: any 4xx),
+-- opts.operation (the metrics' operation label; default: from the path).
 -- Returns outcome, res_or_err.
 function _M.call(service, path, body, opts)
+    local operation = opts.operation or operation_of(path)
     local base = _M.services[service]
     if not base then
+        REQUESTS:inc(service, operation, "unavailable")
         return "unavailable", { message = service .. " service URL is not configured" }
     end
     local b = breaker(service)
     if not admit(b) then
+        REQUESTS:inc(service, operation, "circuit_open")
         return "unavailable", { message = service .. " circuit is open" }
     end
+    if b.probing then
+        BREAKER_STATE:set(HALF_OPEN, service)
+    end
+    local started = C.os_monotonic_us()
     local headers = { ["Idempotency-Key"] = opts.key, ["X-Request-Id"] = opts.request_id or "none",
                       Accept = "application/json" }
     -- No retry here: a timeout may mean the service did the work, and the outbox retries
@@ -109,6 +147,8 @@ function _M.call(service, path, body, opts)
         err = { message = ("%s answered %d"):format(service, res.status) }
     end
     record(service, b, outcome)
+    REQUESTS:inc(service, operation, outcome)
+    DURATION:observe(tonumber(C.os_monotonic_us() - started) / 1e6, service, operation)
     if outcome ~= "ok" then
         log.warn("downstream call failed", { service = service, path = path, outcome = outcome,
                                              status = res and res.status, error = err and err.message,

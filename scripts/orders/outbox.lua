@@ -25,10 +25,17 @@ local db = require("lib.db")
 local config = require("lib.config")
 local downstream = require("orders.downstream")
 local log = require("lib.log")
+local metrics = require("lib.metrics")
 
 local _M = {}
 
 local BATCH = 10
+
+local DELIVERIES = metrics.counter("orderservice_outbox_deliveries_total",
+    "Outbox delivery attempts, by kind and outcome: delivered, voided (the order was cancelled "
+    .. "first), retry (rescheduled with backoff), refused (done for good without the effect), "
+    .. "failed (the database failed around the call; the lease brings the row back).",
+    { "kind", "outcome" })
 
 -- Retry n waits about BACKOFF_BASE_MS * 2^n (jittered to 50-100 %), at most BACKOFF_MAX_MS.
 -- OUTBOX_LEASE_MS: how long a claimed row is another replica's to deliver: far above a
@@ -168,32 +175,42 @@ local function done(row, note, effect, flag)
     return true
 end
 
--- Delivers one claimed row; returns true when it is done (delivered, voided, or refused for
--- good).
-function _M.deliver(row)
+-- Delivers one claimed row; returns whether it is done, and the metrics' outcome.
+local function deliver(row)
     local p = cjson.decode(row.payload)
     if guarded(row, p) then
         local verdict = recheck(row)
         if verdict ~= "send" then
-            return verdict == "void" -- nil: the database failed; the lease brings it back
+            return verdict == "void", verdict == "void" and "voided" or "failed"
         end
     end
-    local outcome, res = downstream.call(p.service, p.path, p.body, { key = p.key, request_id = p.request_id })
+    local outcome, res = downstream.call(p.service, p.path, p.body, { key = p.key, request_id = p.request_id,
+                                                                       operation = row.kind })
     if outcome == "unavailable" then
-        return reschedule(row, res and res.message or "unavailable")
+        return reschedule(row, res and res.message or "unavailable"), "retry"
     elseif outcome == "ok" then
-        return done(row, nil, true)
+        local ok = done(row, nil, true)
+        return ok, ok and "delivered" or "failed"
     end
     local note = "refused with status " .. tostring(res.status)
     if NOT_FINAL_404[row.kind] and res.status == 404 then
         if (row.age_s or 0) * 1000 < SETTINGS.reconcile_window_ms then
-            return reschedule(row, "not known yet: " .. note)
+            return reschedule(row, "not known yet: " .. note), "retry"
         end
         note = "unconfirmed after the reconciliation window: " .. note
     end
     log.warn("outbox delivery refused for good", { id = row.id, kind = row.kind, order_id = row.order_id,
                                                    status = res.status })
-    return done(row, note, false, row.kind == "refund" and ("refund " .. note) or nil)
+    local ok = done(row, note, false, row.kind == "refund" and ("refund " .. note) or nil)
+    return ok, ok and "refused" or "failed"
+end
+
+-- Delivers one claimed row; returns true when it is done (delivered, voided, or refused for
+-- good).
+function _M.deliver(row)
+    local finished, outcome = deliver(row)
+    DELIVERIES:inc(row.kind, outcome)
+    return finished
 end
 
 -- The outbox job: claims and delivers due rows until none are left (true) or the claim

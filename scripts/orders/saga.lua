@@ -30,9 +30,40 @@ local config = require("lib.config")
 local db = require("lib.db")
 local downstream = require("orders.downstream")
 local log = require("lib.log")
+local metrics = require("lib.metrics")
 local outbox = require("orders.outbox")
 
 local _M = {}
+
+-- Counted after the commit that records them (docs/operators.md lists the series).
+local CREATED = metrics.counter("orderservice_orders_created_total",
+    "Creates whose saga ended, by outcome: confirmed, out_of_stock, payment_declined, unavailable "
+    .. "(a service or the database failed; compensated), cancelled (cancelled while being created).",
+    { "outcome" })
+local TRANSITIONS = metrics.counter("orderservice_order_transitions_total",
+    "Order status changes, by from and to status.", { "from", "to" })
+local RECOVERIES = metrics.counter("orderservice_saga_recoveries_total",
+    "Stalled sagas the saga_recovery job ended and compensated.")
+local CANCELLED = metrics.counter("orderservice_orders_cancelled_total",
+    "Orders cancelled by a request (POST .../cancel/ or PATCH to CANCELLED).")
+
+-- Counts committed status changes made outside the saga (the orders API): events are
+-- { field, from, to } as the handler planned them.
+function _M.count_changes(events)
+    for _, e in ipairs(events) do
+        if e.field == "order_status" then
+            TRANSITIONS:inc(e.from, e.to)
+            if e.to == "CANCELLED" then
+                CANCELLED:inc()
+            end
+        end
+    end
+end
+-- finish()'s outcome (also stored in order_sagas.outcome) -> the metric's outcome.
+local CREATED_OUTCOME = {
+    confirmed = "confirmed", ["reservation refused"] = "out_of_stock", ["payment refused"] = "payment_declined",
+    ["cancelled meanwhile"] = "cancelled",
+}
 
 -- as text: db.query sends only integers as numbers, and 1500 ms is 1.5 s
 local GRACE_SECONDS = ("%.3f"):format(config.SAGA_GRACE_MS / 1000)
@@ -240,12 +271,19 @@ local function finish(order, facts, want, on_finish)
         end
         local resp = on_finish and on_finish(status, message)
         _M.crash_point("before_commit")
-        return { status = status, message = message, resp = resp }
+        return { status = status, message = message, resp = resp, outcome = outcome, ended = not st.finished,
+                 from = st.order_status, to = st.order_status == "PENDING" and want.statuses and want.statuses.order }
     end)
     if not ok then
         return nil, result
     elseif not result then
         return nil, err
+    end
+    if result.ended then
+        CREATED:inc(CREATED_OUTCOME[result.outcome] or "unavailable")
+        if result.to and result.to ~= result.from then
+            TRANSITIONS:inc(result.from, result.to)
+        end
     end
     return result
 end
@@ -266,7 +304,7 @@ function _M.create(order, rid, on_finish)
         return finish(order, {}, {}, on_finish) -- cancelled before the reservation
     end
     local outcome, res = downstream.call("inventory", "/reserve/", inventory_body(order),
-                                         { key = key(id, "reserve"), request_id = rid,
+                                         { key = key(id, "reserve"), request_id = rid, operation = "reserve",
                                            refusals = { [409] = true, [422] = true } })
     _M.crash_point("after_reserve")
     if outcome ~= "ok" then
@@ -290,7 +328,7 @@ function _M.create(order, rid, on_finish)
     outcome, res = downstream.call("payment", "/charge/",
                                    { order_id = id, customer_id = order.customer_id,
                                      amount = order.order_total, method = "Card" },
-                                   { key = key(id, "charge"), request_id = rid })
+                                   { key = key(id, "charge"), request_id = rid, operation = "charge" })
     _M.crash_point("after_charge")
     if outcome ~= "ok" then
         local refused = outcome == "refused"
@@ -396,8 +434,14 @@ function _M.recover()
                                 pending and "Cancelled" or nil, "saga-recovery", "saga stalled at " .. st.step))
                 saga_event(s.order_id, "ended", "saga-recovery", "recovered at " .. st.step)
                 assert(db.query(FINISH_SAGA, s.order_id, "recovered at " .. st.step))
-                return true
+                return pending and "cancelled" or true
             end)
+            if ok and (ferr == true or ferr == "cancelled") then
+                RECOVERIES:inc()
+                if ferr == "cancelled" then
+                    TRANSITIONS:inc("PENDING", "CANCELLED")
+                end
+            end
             log.warn("stalled saga compensated", { order_id = s.order_id, ok = ok and true or false,
                                                    error = ferr and tostring(ferr) })
         end
