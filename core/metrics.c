@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "ffi.h"
 #include "jobs.h"
+#include "reload.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -266,6 +267,7 @@ size_t os_metrics_render(char *buf, size_t cap)
             "orderservice_workers %d\n",
         workers);
     o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
+    o.len += os_reload_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
             "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
         (long long)started_at);

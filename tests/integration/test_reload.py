@@ -1,6 +1,9 @@
 """Hot reload: the service picks up edited scripts without a restart and without failing a
-request, and a broken script never replaces a working one."""
+request, a broken script never replaces a working one, the workers switch to a new version
+together, and /metrics shows the live generation and the old ones still draining."""
+import http.client
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -19,9 +22,10 @@ return decl
 
 VERSIONED = """
 local async = require("lib.async")
+local C = require("lib.core")
 local response = require("lib.response")
 local _M = {}
-function _M.version() return response.json(200, { version = %d }) end
+function _M.version() return response.json(200, { version = %d, worker = C.os_worker_id() }) end
 function _M.sleep(req)
     async.sleep(req.params.ms)
     return response.json(200, { version = %d })
@@ -59,13 +63,13 @@ class Reload(unittest.TestCase):
     def wait_for_version(self, svc, n):
         wait_until(lambda: self.version(svc) == n, seconds=10, what=f"version {n} to be served")
 
-    def service(self, **env):
+    def service(self, workers=2, **env):
         """Started and answering on the first scripts (the port accepts before the workers
         have loaded them, and an edit before that would be their first load)."""
         env = dict({"SCRIPTS_DIR": self.scripts, "RELOAD_POLL_MS": "100", "JOBS": "0"}, **env)
-        svc = Service(workers=2, routes=self.routes, env=env)
+        svc = Service(workers=workers, routes=self.routes, env=env)
         svc.start()
-        wait_until(lambda: svc.logs().count('"routes loaded"') == 2, what="both workers to load")
+        wait_until(lambda: svc.logs().count('"routes loaded"') == workers, what="every worker to load")
         self.assertEqual(self.version(svc), 1)
         return svc
 
@@ -98,6 +102,59 @@ class Reload(unittest.TestCase):
             self.write_version(3)
             self.wait_for_version(svc, 3)
             self.assertIsNone(svc.proc.poll())
+
+    def test_the_workers_switch_to_a_new_version_together(self):
+        """Several connections, each request on a new one so they spread over the workers, while
+        the scripts change five times: once any request has been answered by version n, no
+        request sent after that answer gets a version before n, whichever worker serves it."""
+        workers = 4
+        with self.service(workers=workers) as svc:
+            def call():
+                conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
+                sent = time.monotonic()
+                r = svc.request("GET", "/test/version", conn=conn)
+                received = time.monotonic()
+                conn.close()
+                self.assertEqual(r.status, 200, r.body)
+                return sent, received, r.json()["version"], r.json()["worker"]
+
+            with Load(call, threads=8) as load:
+                for n in range(2, 7):
+                    self.write_version(n)
+                    self.wait_for_version(svc, n)
+                wait_until(lambda: any(v == 6 for _, _, v, _ in load.results[-50:]), what="load on version 6")
+            results = load.results
+        self.assertEqual(set(range(workers)), {w for _, _, _, w in results}, "every worker served the load")
+        self.assertEqual(set(range(1, 7)), {v for _, _, v, _ in results})
+        for n in range(2, 7):
+            first_new = min(received for _, received, v, _ in results if v >= n)
+            late_old = [(sent - first_new, v, w) for sent, _, v, w in results if v < n and sent > first_new]
+            self.assertEqual([], late_old, f"requests sent after version {n} answered, served older versions")
+
+    def test_metrics_show_the_live_generation_and_the_draining_ones(self):
+        with self.service(RELOAD_POLL_MS="0") as svc:
+            def gauges():
+                text = svc.request("GET", "/metrics").body.decode()
+                return tuple(int(re.search(rf"^{name} (\d+)$", text, re.M).group(1)) for name in
+                             ("orderservice_scripts_generation", "orderservice_script_generations_draining"))
+
+            self.assertEqual((0, 0), gauges())
+            slow = {}
+            t_slow = threading.Thread(target=lambda: slow.setdefault("r", svc.request("GET", "/test/sleep/1500")))
+            t_slow.start()
+            # The gauge each worker publishes every 100 ms; nothing else is running meanwhile.
+            wait_until(lambda: re.search(r"^orderservice_tasks_running [1-9]",
+                                         svc.request("GET", "/metrics").body.decode(), re.M),
+                       what="the slow request to start")
+            self.write_version(2)
+            svc.proc.send_signal(signal.SIGHUP)
+            self.wait_for_version(svc, 2)
+            # Generation 1 is live; generation 0 drains until the slow request has finished on it
+            # (once that request's worker has switched: at its next request or tick).
+            wait_until(lambda: gauges() == (1, 1), what="generation 0 draining")
+            t_slow.join()
+            self.assertEqual(1, slow["r"].json()["version"])
+            wait_until(lambda: gauges() == (1, 0), what="generation 0 to finish draining")
 
     def test_sighup_reloads_when_watching_is_off(self):
         with self.service(RELOAD_POLL_MS="0") as svc:
