@@ -84,7 +84,7 @@ local function actor(req)
 end
 
 local function forbidden(message, field)
-    return response.error(403, message, { field = field })
+    return response.error(403, message, field and { field = field })
 end
 
 -- nil when the caller may read (see, cancel) order id, else the answer: 404 for a missing
