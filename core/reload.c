@@ -12,8 +12,11 @@
  * request starting after it, on any worker, gets the old one; no worker waits for another, and
  * the only pause is each worker's own build, as before.
  *
- * A generation goes live only when every worker built it: a script that fails to load on any
- * worker (logged there) leaves all of them on the previous scripts. Requests already running
+ * A generation goes live only when every worker built it from the same files: each build is
+ * bracketed by two fingerprints of the files, and a build that saw them change, or workers whose
+ * builds saw different files (an edit landed between them), ask for another generation instead
+ * of going live with two versions. A script that fails to load on any worker (logged there)
+ * leaves all of them on the previous scripts. Requests already running
  * finish on the VM they started on, which is closed when its last task ends (VMs are
  * reference-counted by their tasks); /metrics shows the live generation and how many older ones
  * are still draining. No request fails because of a reload.
@@ -64,8 +67,9 @@ void os_reload_request(void)
     atomic_fetch_add(&requested, 1);
 }
 
-/* nftw has no user pointer; the main thread is the only caller, so a static accumulator is safe. */
-static uint64_t fingerprint_acc;
+/* nftw has no user pointer: a thread's own accumulator (the main thread watches, each worker
+ * checks what it built). */
+static __thread uint64_t fingerprint_acc;
 
 static void mix(uint64_t v)
 {
@@ -112,13 +116,17 @@ uint64_t os_reload_fingerprint(void)
     return fingerprint_acc;
 }
 
-/* Under lock: has every worker built generation g (installed or kept aside)? */
-static int all_built(uint64_t g)
+/* Under lock: 1 when every worker has built generation g (installed or kept aside) from the
+ * same files, 0 while some have not built it yet, -1 when they built it from different files. */
+static int all_built(uint64_t g, uint64_t fingerprint)
 {
-    for (int i = 0; i < nall_workers; i++)
+    int same = 1;
+    for (int i = 0; i < nall_workers; i++) {
         if (all_workers[i].built_generation != g)
             return 0;
-    return 1;
+        same &= all_workers[i].built_fingerprint == fingerprint;
+    }
+    return same ? 1 : -1;
 }
 
 /* Puts the worker's waiting VM in service; returns the one it replaces. */
@@ -160,14 +168,21 @@ void os_reload_poll(os_worker_t *worker)
         return;
     worker->tried_generation = wanted; /* a failed build is not retried until the next request */
     char err[1024];
+    uint64_t files = os_reload_fingerprint();
     os_vm_t *vm = os_vm_create(worker, wanted, err, sizeof(err));
     if (vm == NULL) {
         os_log(OS_LOG_ERROR, "script reload failed, still serving the previous scripts: %s", err);
         os_metrics_count_reload(worker->metrics, 0);
         return;
     }
+    if (os_reload_fingerprint() != files) {
+        /* An edit landed while this VM read the files: it may hold parts of two versions. */
+        os_vm_release(vm);
+        os_reload_request();
+        return;
+    }
     os_vm_t *retired = NULL, *dropped;
-    int switched = 0;
+    int switched = 0, built;
     pthread_mutex_lock(&lock);
     /* The workers may have switched to the VM we kept aside since the sync above: take it
      * before replacing it, or this worker would go on serving an older generation. */
@@ -176,11 +191,15 @@ void os_reload_poll(os_worker_t *worker)
     dropped = worker->next_vm; /* built for a generation that can no longer go live */
     worker->next_vm = vm;
     worker->built_generation = wanted;
+    worker->built_fingerprint = files;
     /* The last build of a generation switches every worker to it (even when a newer one is
      * asked for already: that one may not load). */
-    if (all_built(wanted)) {
+    built = all_built(wanted, files);
+    if (built > 0) {
         atomic_store(&live, wanted);
         switched = 1;
+    } else if (built < 0) {
+        os_reload_request(); /* the files changed between the workers' builds: build again */
     }
     pthread_mutex_unlock(&lock);
     if (retired != NULL)

@@ -14,7 +14,7 @@
 void os_reload_init(os_worker_t *workers, int nworkers);
 /** Asks every worker to build a new VM generation at its next tick. */
 void os_reload_request(void);
-/** A fingerprint of ROUTES_FILE and every file under SCRIPTS_DIR (paths, sizes, mtimes). */
+/** A fingerprint of ROUTES_FILE and every file under SCRIPTS_DIR (paths, inodes, sizes, mtimes); any thread. */
 uint64_t os_reload_fingerprint(void);
 /** Called from a worker's tick: builds the requested generation; the last worker to build it switches all. */
 void os_reload_poll(os_worker_t *worker);

@@ -33,6 +33,20 @@ end
 return _M
 """
 
+# Worker 1 stops in the middle of loading the routes while HOLD exists, until GO exists
+# (neither is under SCRIPTS_DIR, so neither is a reload): a test's edit lands mid-build.
+HELD_ROUTES = """
+local C = require("lib.core")
+local function exists(path)
+    local f = io.open(path)
+    if f then f:close() end
+    return f ~= nil
+end
+if C.os_worker_id() == 1 and exists(os.getenv("OS_TEST_HOLD_FILE")) then
+    while not exists(os.getenv("OS_TEST_GO_FILE")) do end
+end
+""" + ROUTES
+
 
 class Reload(unittest.TestCase):
     def setUp(self):
@@ -59,6 +73,27 @@ class Reload(unittest.TestCase):
         r = svc.request("GET", "/test/version")
         self.assertEqual(r.status, 200, r.body)
         return r.json()["version"]
+
+    def timed_call(self, svc):
+        """GET /test/version on a new connection (so calls spread over the workers): when it was
+        sent and answered, the version and the worker that answered."""
+        conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
+        try:
+            sent = time.monotonic()
+            r = svc.request("GET", "/test/version", conn=conn)
+            received = time.monotonic()
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 200, r.body)
+        return sent, received, r.json()["version"], r.json()["worker"]
+
+    def assert_versions_in_order(self, results):
+        """Once any answer of version n has been received, no request sent after it got an older
+        version, whichever worker served it."""
+        for n in sorted({v for _, _, v, _ in results})[1:]:
+            first_new = min(received for _, received, v, _ in results if v >= n)
+            late_old = [(round(sent - first_new, 4), v, w) for sent, _, v, w in results if v < n and sent > first_new]
+            self.assertEqual([], late_old, f"requests sent after version {n} answered, served older versions")
 
     def wait_for_version(self, svc, n):
         wait_until(lambda: self.version(svc) == n, seconds=10, what=f"version {n} to be served")
@@ -109,16 +144,7 @@ class Reload(unittest.TestCase):
         request sent after that answer gets a version before n, whichever worker serves it."""
         workers = 4
         with self.service(workers=workers) as svc:
-            def call():
-                conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=30)
-                sent = time.monotonic()
-                r = svc.request("GET", "/test/version", conn=conn)
-                received = time.monotonic()
-                conn.close()
-                self.assertEqual(r.status, 200, r.body)
-                return sent, received, r.json()["version"], r.json()["worker"]
-
-            with Load(call, threads=8) as load:
+            with Load(lambda: self.timed_call(svc), threads=8) as load:
                 for n in range(2, 7):
                     self.write_version(n)
                     self.wait_for_version(svc, n)
@@ -126,10 +152,30 @@ class Reload(unittest.TestCase):
             results = load.results
         self.assertEqual(set(range(workers)), {w for _, _, _, w in results}, "every worker served the load")
         self.assertEqual(set(range(1, 7)), {v for _, _, v, _ in results})
-        for n in range(2, 7):
-            first_new = min(received for _, received, v, _ in results if v >= n)
-            late_old = [(sent - first_new, v, w) for sent, _, v, w in results if v < n and sent > first_new]
-            self.assertEqual([], late_old, f"requests sent after version {n} answered, served older versions")
+        self.assert_versions_in_order(results)
+
+    def test_an_edit_landing_between_the_workers_builds_is_not_served_half_way(self):
+        """Version 2 is being built: worker 0 has built it, worker 1 is held mid-build while the
+        files move on to version 3, then reads the rest. Switching then would serve version 2 on
+        worker 0 and a version 2/3 mix on worker 1; the workers rebuild instead, and version 2
+        is never served."""
+        with open(self.routes, "w") as f:
+            f.write(HELD_ROUTES)
+        hold, go = os.path.join(self.dir, "hold"), os.path.join(self.dir, "go")
+        with self.service(OS_TEST_HOLD_FILE=hold, OS_TEST_GO_FILE=go) as svc:
+            open(hold, "w").close()
+            loaded = svc.logs().count('"routes loaded"')
+            with Load(lambda: self.timed_call(svc), threads=6) as load:
+                self.write_version(2)
+                wait_until(lambda: svc.logs().count('"routes loaded"') > loaded, what="worker 0 to build version 2")
+                self.write_version(3)
+                os.unlink(hold)
+                open(go, "w").close()
+                wait_until(lambda: {0, 1} <= {w for _, _, v, w in load.results[-50:] if v == 3},
+                           what="both workers to serve version 3")
+            results = load.results
+        self.assertNotIn(2, {v for _, _, v, _ in results})
+        self.assert_versions_in_order(results)
 
     def test_metrics_show_the_live_generation_and_the_draining_ones(self):
         with self.service(RELOAD_POLL_MS="0") as svc:
