@@ -166,7 +166,7 @@ void os_reload_poll(os_worker_t *worker)
     uint64_t wanted = atomic_load(&requested);
     if (wanted == worker->tried_generation)
         return;
-    worker->tried_generation = wanted; /* a failed build is not retried until the next request */
+    worker->tried_generation = wanted; /* a failed build is retried only when another reload is asked for */
     char err[1024];
     uint64_t files = os_reload_fingerprint();
     os_vm_t *vm = os_vm_create(worker, wanted, err, sizeof(err));
