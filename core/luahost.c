@@ -18,6 +18,7 @@
 #include "ffi.h"
 #include "log.h"
 #include "metrics.h"
+#include "reload.h"
 #include "task.h"
 
 #include <assert.h>
@@ -32,6 +33,8 @@ struct os_vm {
     int dispatch_ref;
     int background_ref;
     size_t refs; /* the worker's reference plus one per running task */
+    uint64_t generation;
+    int draining; /* released by its worker while tasks still ran on it */
 };
 
 /* A Lua task: the generic task (its waits, see task.h) plus the coroutine and its request. */
@@ -53,6 +56,8 @@ typedef struct req_guard {
 static void vm_unref(os_vm_t *vm)
 {
     if (--vm->refs == 0) {
+        if (vm->draining)
+            os_reload_note_draining(vm->generation, -1);
         lua_close(vm->L);
         free(vm);
     }
@@ -60,6 +65,10 @@ static void vm_unref(os_vm_t *vm)
 
 void os_vm_release(os_vm_t *vm)
 {
+    if (vm->refs > 1) {
+        vm->draining = 1;
+        os_reload_note_draining(vm->generation, 1);
+    }
     vm_unref(vm);
 }
 
@@ -76,7 +85,7 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen)
+os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_t errlen)
 {
     lua_State *L = luaL_newstate();
     if (L == NULL) {
@@ -123,6 +132,7 @@ os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen)
     lua_getfield(L, -1, "background");
     vm->background_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
+    vm->generation = generation;
     lua_settop(L, 0);
     return vm;
 
@@ -342,6 +352,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
+    os_reload_sync(worker); /* a request never starts on a generation the workers have left */
     lua_task_t *task = task_create(worker, worker->vm->dispatch_ref);
     if (task == NULL)
         return -1;

@@ -8,9 +8,9 @@
 
 #include "worker.h"
 
-/** Builds a VM generation for worker: loads scripts/lib/host.lua and routes.lua. NULL on error (message in err). */
-os_vm_t *os_vm_create(os_worker_t *worker, char *err, size_t errlen);
-/** Releases the worker's reference; the VM is closed once its last task has finished. */
+/** Builds VM generation for worker: loads scripts/lib/host.lua and routes.lua. NULL on error (message in err). */
+os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_t errlen);
+/** Releases the worker's reference; the VM is closed once its last task has finished (draining until then). */
 void os_vm_release(os_vm_t *vm);
 /** Starts the background coroutine (lib.host.background: the jobs of routes.lua) on worker. */
 void os_luahost_start_background(os_worker_t *worker);

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "ffi.h"
 #include "jobs.h"
+#include "reload.h"
 #include "version.h"
 
 #include <dirent.h>
@@ -363,6 +364,7 @@ size_t os_metrics_render(char *buf, size_t cap)
         put(&o, "orderservice_lua_memory_bytes{worker=\"%d\"} %llu\n", registry[w]->worker_id,
             (unsigned long long)atomic_load_explicit(&registry[w]->lua_bytes, memory_order_relaxed));
     o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
+    o.len += os_reload_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     o.len += os_metric_registry_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     render_process(&o);
     put(&o, "# HELP orderservice_build_info The running build (always 1).\n# TYPE orderservice_build_info gauge\n"

@@ -1,13 +1,28 @@
 /*
- * reload.c - owns hot reload of the route scripts (SIGHUP; RELOAD_POLL_MS, 0 = off).
+ * reload.c - owns hot reload of the route scripts (SIGHUP; RELOAD_POLL_MS, 0 = off) and which
+ * VM generation the workers serve.
  *
  * The main thread watches ROUTES_FILE and SCRIPTS_DIR (a fingerprint of paths, sizes and
- * mtimes, every RELOAD_POLL_MS) and on a change or SIGHUP bumps a generation counter. Each
- * worker notices it on its next tick and builds a whole new VM: routes, handlers, filters,
- * jobs. If that fails the worker keeps the VM it has and logs why, so a broken script never
- * replaces a working one. If it succeeds, new requests start on the new VM while requests
- * already running finish on the old one, which is closed when its last task ends (VMs are
- * reference-counted by their tasks). No request fails because of a reload.
+ * mtimes, every RELOAD_POLL_MS) and on a change or SIGHUP bumps `requested`. Each worker
+ * notices it on its next tick and builds a whole new VM (routes, handlers, filters, jobs) that
+ * it keeps aside: it goes on serving the live generation meanwhile. The worker that completes
+ * the last build of a generation switches them all by storing it in `live`; every worker
+ * compares `live` with its own generation before it starts a request (one atomic load) and, when
+ * they differ, installs the VM it built. So once one request has started on the new version, no
+ * request starting after it, on any worker, gets the old one; no worker waits for another, and
+ * the only pause is each worker's own build, as before.
+ *
+ * A generation goes live only when every worker built it from the same files: each build is
+ * bracketed by two fingerprints of the files, and a build that saw them change, or workers whose
+ * builds saw different files (an edit landed between them), ask for another generation instead
+ * of going live with two versions. A script that fails to load on any worker (logged there)
+ * leaves all of them on the previous scripts. Requests already running
+ * finish on the VM they started on, which is closed when its last task ends (VMs are
+ * reference-counted by their tasks); /metrics shows the live generation and how many older ones
+ * are still draining. No request fails because of a reload.
+ *
+ * `lock` guards the workers' built generations (read across workers for the switch) and the
+ * draining table; it is held for a few loads and stores, never across a build or a Lua call.
  */
 #define _GNU_SOURCE /* nftw */
 #include "reload.h"
@@ -16,22 +31,45 @@
 #include "luahost.h"
 #include "metrics.h"
 
+#include <assert.h>
 #include <ftw.h>
 #include <limits.h>
-#include <stdlib.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static atomic_uint_fast64_t generation;
+static atomic_uint_fast64_t requested; /* the newest generation asked for */
+static atomic_uint_fast64_t live;      /* the generation every worker starts new requests on */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static os_worker_t *all_workers;
+static int nall_workers;
+
+/* Old generations with VMs still running tasks: generation -> VMs (one per worker at most). */
+typedef struct draining {
+    uint64_t generation;
+    size_t vms;
+} draining_t;
+static draining_t *draining;
+static size_t ndraining, draining_cap;
+
+void os_reload_init(os_worker_t *workers, int nworkers)
+{
+    all_workers = workers;
+    nall_workers = nworkers;
+}
 
 void os_reload_request(void)
 {
-    atomic_fetch_add(&generation, 1);
+    atomic_fetch_add(&requested, 1);
 }
 
-/* nftw has no user pointer; the main thread is the only caller, so a static accumulator is safe. */
-static uint64_t fingerprint_acc;
+/* nftw has no user pointer: a thread's own accumulator (the main thread watches, each worker
+ * checks what it built). */
+static __thread uint64_t fingerprint_acc;
 
 static void mix(uint64_t v)
 {
@@ -78,24 +116,140 @@ uint64_t os_reload_fingerprint(void)
     return fingerprint_acc;
 }
 
-void os_reload_poll(os_worker_t *worker)
+/* Under lock: 1 when every worker has built generation g (installed or kept aside) from the
+ * same files, 0 while some have not built it yet, -1 when they built it from different files. */
+static int all_built(uint64_t g, uint64_t fingerprint)
 {
-    uint64_t wanted = atomic_load(&generation);
-    if (wanted == worker->vm_generation)
-        return;
-    worker->vm_generation = wanted;
-    char err[1024];
-    os_vm_t *vm = os_vm_create(worker, err, sizeof(err));
-    if (vm == NULL) {
-        os_log(OS_LOG_ERROR, "script reload failed, still serving the previous scripts: %s", err);
-        os_metrics_count_reload(worker->metrics, 0);
-        return;
+    int same = 1;
+    for (int i = 0; i < nall_workers; i++) {
+        if (all_workers[i].built_generation != g)
+            return 0;
+        same &= all_workers[i].built_fingerprint == fingerprint;
     }
+    return same ? 1 : -1;
+}
+
+/* Puts the worker's waiting VM in service; returns the one it replaces. */
+static os_vm_t *install(os_worker_t *worker)
+{
     os_vm_t *old = worker->vm;
-    worker->vm = vm;
+    worker->vm = worker->next_vm;
+    worker->vm_generation = worker->built_generation;
+    worker->next_vm = NULL;
+    return old;
+}
+
+/* After install: the old VM drains, worker 0 moves its jobs to the new one. */
+static void retire(os_worker_t *worker, os_vm_t *old)
+{
     os_vm_release(old); /* closed once the requests it is running have finished */
     if (os_config.jobs && worker->id == 0)
         os_luahost_start_background(worker);
     os_metrics_count_reload(worker->metrics, 1);
     os_log(OS_LOG_INFO, "scripts reloaded");
+}
+
+void os_reload_sync(os_worker_t *worker)
+{
+    uint64_t g = atomic_load(&live);
+    if (g == worker->vm_generation)
+        return;
+    /* Only this thread replaces next_vm, and never while it holds the live generation (see
+     * os_reload_poll), so the VM built for g is there. */
+    assert(worker->next_vm != NULL && worker->built_generation == g);
+    retire(worker, install(worker));
+}
+
+void os_reload_poll(os_worker_t *worker)
+{
+    os_reload_sync(worker);
+    uint64_t wanted = atomic_load(&requested);
+    if (wanted == worker->tried_generation)
+        return;
+    worker->tried_generation = wanted; /* a failed build is retried only when another reload is asked for */
+    char err[1024];
+    uint64_t files = os_reload_fingerprint();
+    os_vm_t *vm = os_vm_create(worker, wanted, err, sizeof(err));
+    if (vm == NULL) {
+        os_log(OS_LOG_ERROR, "script reload failed, still serving the previous scripts: %s", err);
+        os_metrics_count_reload(worker->metrics, 0);
+        return;
+    }
+    if (os_reload_fingerprint() != files) {
+        /* An edit landed while this VM read the files: it may hold parts of two versions. */
+        os_vm_release(vm);
+        os_reload_request();
+        return;
+    }
+    os_vm_t *retired = NULL, *dropped;
+    int switched = 0, built;
+    pthread_mutex_lock(&lock);
+    /* The workers may have switched to the VM we kept aside since the sync above: take it
+     * before replacing it, or this worker would go on serving an older generation. */
+    if (worker->next_vm != NULL && atomic_load(&live) == worker->built_generation)
+        retired = install(worker);
+    dropped = worker->next_vm; /* built for a generation that can no longer go live */
+    worker->next_vm = vm;
+    worker->built_generation = wanted;
+    worker->built_fingerprint = files;
+    /* The last build of a generation switches every worker to it (even when a newer one is
+     * asked for already: that one may not load). */
+    built = all_built(wanted, files);
+    if (built > 0) {
+        atomic_store(&live, wanted);
+        switched = 1;
+    } else if (built < 0) {
+        os_reload_request(); /* the files changed between the workers' builds: build again */
+    }
+    pthread_mutex_unlock(&lock);
+    if (retired != NULL)
+        retire(worker, retired);
+    if (dropped != NULL)
+        os_vm_release(dropped); /* never ran a task: closed at once */
+    if (switched)
+        os_log(OS_LOG_INFO, "every worker built scripts generation %llu: switching", (unsigned long long)wanted);
+    os_reload_sync(worker);
+}
+
+void os_reload_note_draining(uint64_t generation, int delta)
+{
+    pthread_mutex_lock(&lock);
+    size_t i = 0;
+    while (i < ndraining && draining[i].generation != generation)
+        i++;
+    if (delta > 0) {
+        if (i == ndraining && ndraining == draining_cap) {
+            size_t cap = draining_cap ? 2 * draining_cap : 8;
+            draining_t *grown = realloc(draining, cap * sizeof(*grown));
+            if (grown == NULL) { /* the gauge undercounts; nothing else depends on it */
+                pthread_mutex_unlock(&lock);
+                return;
+            }
+            draining = grown;
+            draining_cap = cap;
+        }
+        if (i == ndraining)
+            draining[ndraining++] = (draining_t){generation, 0};
+        draining[i].vms++;
+    } else if (i < ndraining && --draining[i].vms == 0) {
+        draining[i] = draining[--ndraining];
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+size_t os_reload_render(char *buf, size_t cap)
+{
+    pthread_mutex_lock(&lock);
+    size_t generations = ndraining;
+    pthread_mutex_unlock(&lock);
+    int n = snprintf(buf, cap,
+                     "# HELP orderservice_scripts_generation The scripts generation new requests start on "
+                     "(0: as started; +1 per reload asked for).\n"
+                     "# TYPE orderservice_scripts_generation gauge\norderservice_scripts_generation %llu\n"
+                     "# HELP orderservice_script_generations_draining Older scripts generations still "
+                     "finishing requests (or jobs) that started on them.\n"
+                     "# TYPE orderservice_script_generations_draining gauge\n"
+                     "orderservice_script_generations_draining %zu\n",
+                     (unsigned long long)atomic_load(&live), generations);
+    return n > 0 ? (size_t)n : 0;
 }

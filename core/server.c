@@ -137,7 +137,7 @@ static void *worker_main(void *arg)
     worker->accept_ctx.ctx = &worker->ctx;
     worker->accept_ctx.hosts = globalconf.hosts;
     worker->metrics = os_metrics_create(worker->id);
-    if ((worker->vm = os_vm_create(worker, err, sizeof(err))) == NULL) {
+    if ((worker->vm = os_vm_create(worker, 0, err, sizeof(err))) == NULL) {
         os_log(OS_LOG_ERROR, "cannot load the route scripts: %s", err);
         worker->exit_status = 1;
         atomic_store(&stopping, 1);
@@ -217,6 +217,7 @@ int os_server_run(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    os_reload_init(workers, nworkers);
     for (int i = 0; i < nworkers; i++)
         pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
     os_log(OS_LOG_INFO, "listening on %s:%d with %d workers", os_config.host, os_config.port, nworkers);
@@ -255,6 +256,8 @@ int os_server_run(void)
         /* http pools are not disposed: an abandoned job may still hold one of their sockets. */
         if (workers[i].vm != NULL)
             os_vm_release(workers[i].vm);
+        if (workers[i].next_vm != NULL) /* built for a reload that had not gone live */
+            os_vm_release(workers[i].next_vm);
         os_timers_dispose(&workers[i].timers);
     }
     os_metrics_destroy_all();

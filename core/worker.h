@@ -27,6 +27,13 @@ typedef struct os_worker {
     os_timer_t tick;
     os_vm_t *vm;        /* the current VM generation; new requests start here */
     uint64_t vm_generation; /* the reload generation vm was built for */
+    /* reload.c's: a VM built for a newer generation, kept aside until every worker has built
+     * it; the newest generation built (vm's or next_vm's) and the files it was built from; the
+     * newest generation tried. */
+    os_vm_t *next_vm;
+    uint64_t built_generation;
+    uint64_t built_fingerprint;
+    uint64_t tried_generation;
     os_db_pool_t *db;   /* NULL when DATABASE_URL is not set */
     os_metrics_t *metrics;
     os_http_pools_t *http;

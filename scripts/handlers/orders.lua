@@ -12,6 +12,13 @@
 -- Input checks live in orders.input, SQL in orders.sql, money in orders.money and the
 -- status rules in orders.rules; this file wires them to HTTP. Failures travel as
 -- nil, err and become a response here, at the edge.
+--
+-- Who may do what is lib.principal's (req.principal, from the auth filter): each handler
+-- asks it at its top, before anything is read for or written by the caller. A customer's
+-- request about another customer's order is a 404 (it does not learn the order exists),
+-- about another customer's history or a create for another customer a 403 (the id is the
+-- caller's own input), and a list is narrowed to the caller's orders. No principal (a
+-- route an operator opened with auth = false) sees and changes nothing.
 
 local cjson = require("cjson.safe")
 local db = require("lib.db")
@@ -21,6 +28,7 @@ local input = require("orders.input")
 local log = require("lib.log")
 local money = require("orders.money")
 local order_sql = require("orders.sql")
+local principal = require("lib.principal")
 local query = require("lib.query")
 local response = require("lib.response")
 local rules = require("orders.rules")
@@ -38,6 +46,7 @@ local INSERT_ITEMS = db.statement("orders_insert_items", order_sql.INSERT_ITEMS)
 local INSERT_EVENT = db.statement("orders_insert_event", order_sql.INSERT_EVENT)
 local INSERT_SAGA = db.statement("orders_insert_saga", "INSERT INTO order_sagas (order_id, step) VALUES ($1, 'reserving')")
 local UPDATE_STATUS = db.statement("orders_update_status", order_sql.UPDATE_STATUS)
+local OWNER = db.statement("orders_owner", order_sql.OWNER)
 
 local null = db.null
 
@@ -71,7 +80,27 @@ local function db_failure(req, err)
 end
 
 local function actor(req)
-    return req.ctx.principal or "api"
+    return principal.actor(req.principal)
+end
+
+local function forbidden(message, field)
+    return response.error(403, message, field and { field = field })
+end
+
+-- nil when the caller may read (see, cancel) order id, else the answer: 404 for a missing
+-- order and for another customer's alike, or a database failure. Staff skip the lookup.
+-- An order's customer never changes, so a check before the work holds for the work.
+local function check_owner(req, id)
+    if principal.is_staff(req.principal) then
+        return nil
+    end
+    local rows, err = db.query(OWNER, id)
+    if not rows then
+        return db_failure(req, err)
+    elseif not rows[1] or not principal.can_read_customer(req.principal, rows[1].customer_id) then
+        return not_found(id)
+    end
+    return nil
 end
 
 -- ---- representation ----
@@ -132,7 +161,9 @@ local function idempotent(req, endpoint, fingerprint, work, existing)
     elseif not key then
         return work(nil)
     end
-    local scope = (req.ctx.principal or "anonymous") .. " " .. endpoint
+    -- The caller is part of the scope: two callers' keys never meet, so one cannot replay
+    -- (or block) another's request by guessing its key.
+    local scope = actor(req) .. " " .. endpoint
     local claim, resp, order_id = idempotency.claim(scope, key, fingerprint)
     if order_id then
         return existing and existing(order_id) or resp
@@ -230,6 +261,8 @@ function _M.create(req)
     local order, err = input.create(body, config.tax_ppm, config.shipping_cents)
     if not order then
         return bad_request(err)
+    elseif not principal.can_act_for_customer(req.principal, order.customer_id) then
+        return forbidden("cannot create an order for another customer", "customer_id")
     end
     return idempotent(req, "orders.create", "create\n" .. req.body, function(claim)
         local id, ierr = db.transaction(function()
@@ -277,7 +310,7 @@ function _M.details(req)
     local view, err = load_order(id)
     if err then
         return db_failure(req, err)
-    elseif not view then
+    elseif not view or not principal.can_read_customer(req.principal, view.customer_id) then
         return not_found(id)
     end
     return response.json(200, view)
@@ -290,6 +323,10 @@ local TIMELINE = db.statement("orders_timeline", order_sql.TIMELINE)
 -- GET /v1/orders/{id}/events/: status changes, saga steps and deliveries, in order.
 function _M.events(req)
     local id = req.params.id
+    local refused = check_owner(req, id)
+    if refused then
+        return refused
+    end
     local rows, err = db.query(TIMELINE, id)
     if not rows then
         return db_failure(req, err)
@@ -464,6 +501,11 @@ local function cancel_order(req, id, opts)
 end
 
 function _M.update(req)
+    -- routes.lua lets only admin and service in; refused here too, so an edit of routes.lua
+    -- that drops those roles cannot let a customer mark an order paid or shipped.
+    if not principal.is_staff(req.principal) then
+        return forbidden("status changes are for admin and service callers")
+    end
     local body, jerr, jstatus = req:json_body()
     if jerr then
         return body_error(jerr, jstatus)
@@ -489,6 +531,11 @@ function _M.update(req)
 end
 
 function _M.cancel(req)
+    -- First, so another customer's order is a 404 before its key is claimed or anything moves.
+    local refused = check_owner(req, req.params.id)
+    if refused then
+        return refused
+    end
     -- The body is optional; one that is sent must be JSON, declared as such.
     if req.body:find("%S") and not req:is_json() then
         return body_error("Content-Type must be application/json", 415)
@@ -555,11 +602,24 @@ function _M.list(req)
     if not args then
         return bad_request(err)
     end
+    -- The caller's scope is one more filter: a customer asking for another customer_id gets
+    -- the empty page that filter and scope intersect to (-1 matches no customer), as any
+    -- filter matching nothing would, rather than a 403 for a search.
+    local own = principal.list_scope(req.principal)
+    if own then
+        if args.customer_id and args.customer_id ~= own then
+            own = -1
+        end
+        args.customer_id = own
+    end
     return list_response(req, args)
 end
 
 -- The history always answers JSON for now; the HTML page (Accept: text/html) comes later.
 function _M.history(req)
+    if not principal.can_read_customer(req.principal, req.params.customer_id) then
+        return forbidden("cannot read another customer's orders", "customer_id")
+    end
     local args, err = input.history_args(req, req.params.customer_id)
     if not args then
         return bad_request(err)

@@ -44,6 +44,9 @@ _M.LOCK = [[
 SELECT order_id, order_status, payment_status, shipping_status
   FROM ordersapp_order WHERE order_id = $1 FOR UPDATE]]
 
+-- Whose order it is: the scoping check of a customer's events and cancel (primary key).
+_M.OWNER = "SELECT customer_id FROM ordersapp_order WHERE order_id = $1"
+
 _M.INSERT_ORDER = [[
 INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status,
                              order_total, subtotal, tax, shipping_fee)

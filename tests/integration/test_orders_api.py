@@ -18,6 +18,8 @@ from decimal import Decimal
 from harness import SOURCE_DIR, Service, fresh_database, psql, run_binary, start_standins
 
 SEED_DIR = os.path.join(SOURCE_DIR, "seed")
+# order_events.actor of what these tests do: every request carries harness.ADMIN_TOKEN.
+ADMIN_ACTOR = "admin:test-admin"
 _customers = itertools.count(1_000_000)
 
 
@@ -88,7 +90,7 @@ class OrdersApiTest(unittest.TestCase):
         oid = order["order_id"]
         psql(self.url, "UPDATE ordersapp_order SET order_status = 'PENDING', payment_status = 'PENDING', "
                        f"shipping_status = 'Pending' WHERE order_id = {oid}; "
-                       f"DELETE FROM order_events WHERE order_id = {oid} AND actor <> 'api'")
+                       f"DELETE FROM order_events WHERE order_id = {oid} AND actor <> '{ADMIN_ACTOR}'")
         return self.call("GET", f"/v1/orders/{oid}/").json()
 
     def patch(self, order_id, body, expect=200):
@@ -148,7 +150,7 @@ class OrdersApiTest(unittest.TestCase):
         after = self.counts()
         # one order, its two items, and three events: created, then confirmed and paid
         self.assertEqual((before[0] + 1, before[1] + 2, before[2] + 3), after[:3])
-        self.assertEqual([("order_status", "-", "PENDING", "api", "created"),
+        self.assertEqual([("order_status", "-", "PENDING", ADMIN_ACTOR, "created"),
                           ("order_status", "PENDING", "CONFIRMED", "saga", "confirmed"),
                           ("payment_status", "PENDING", "PAID", "saga", "confirmed")],
                          self.events(order["order_id"]))
@@ -324,7 +326,7 @@ class OrdersApiTest(unittest.TestCase):
                         self.assertEqual(200, r.status, r.body)
                         self.assertEqual(target, r.json()[field])
                         new = self.events(oid)[n_events:]
-                        self.assertEqual((field, start, target, "api"), new[0][:4])
+                        self.assertEqual((field, start, target, ADMIN_ACTOR), new[0][:4])
                     else:
                         self.assertEqual(409, r.status, r.body)
                         self.assertEqual({"field": field, "from": start, "to": target},
@@ -405,7 +407,7 @@ class OrdersApiTest(unittest.TestCase):
                               body["order"]["shipping_status"]))
             self.assertEqual(("payment_status", "PAID", "REFUNDED", "saga"), self.events(oid)[-1][:4])
             events = self.events(oid)[-3:-1]
-            self.assertEqual(("order_status", path[-1] if path else "PENDING", "CANCELLED", "api",
+            self.assertEqual(("order_status", path[-1] if path else "PENDING", "CANCELLED", ADMIN_ACTOR,
                               "customer asked"), events[0])
             self.assertEqual(("shipping_status", "Pending", "Cancelled"), events[1][:3])
 
@@ -531,7 +533,7 @@ class OrdersApiTest(unittest.TestCase):
         body = json.dumps({"customer_id": customer, "items": [item()]})
         fingerprint = hashlib.md5(("create\n" + body).encode()).hexdigest()
         psql(self.url, "INSERT INTO idempotency_keys (scope, key, request_hash, status)"
-                       f" VALUES ('anonymous orders.create', 'busy', '{fingerprint}', 'in_progress')")
+                       f" VALUES ('{ADMIN_ACTOR} orders.create', 'busy', '{fingerprint}', 'in_progress')")
         r = self.call("POST", "/v1/orders/", body, {"Idempotency-Key": "busy"})
         self.assertEqual(409, r.status)
         self.assertEqual(0, self.orders_of(customer))
@@ -541,7 +543,7 @@ class OrdersApiTest(unittest.TestCase):
         body = json.dumps({"customer_id": customer, "items": [item()]})
         fingerprint = hashlib.md5(("create\n" + body).encode()).hexdigest()
         psql(self.url, "INSERT INTO idempotency_keys (scope, key, request_hash, status, created_at)"
-                       f" VALUES ('anonymous orders.create', 'crashed', '{fingerprint}', 'in_progress',"
+                       f" VALUES ('{ADMIN_ACTOR} orders.create', 'crashed', '{fingerprint}', 'in_progress',"
                        " now() - interval '6 minutes')")
         r = self.call("POST", "/v1/orders/", body, {"Idempotency-Key": "crashed"})
         self.assertEqual(201, r.status, r.body)
