@@ -8,6 +8,7 @@
  */
 #include "check.h"
 #include "config.h"
+#include "luahost.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -15,18 +16,11 @@
 
 int os_check_run(void)
 {
-    lua_State *L = luaL_newstate();
+    lua_State *L = os_lua_state_new();
     if (L == NULL) {
         fprintf(stderr, "orderservice check: cannot create a Lua state\n");
         return -1;
     }
-    luaL_openlibs(L);
-    lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", os_config.scripts_dir, os_config.scripts_dir);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
 
     int rc = -1;
     /* routes.lua and the scripts read lib.config at load time, as they do in a worker. */

@@ -85,15 +85,12 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_t errlen)
+lua_State *os_lua_state_new(void)
 {
     lua_State *L = luaL_newstate();
-    if (L == NULL) {
-        snprintf(err, errlen, "cannot create a Lua state");
+    if (L == NULL)
         return NULL;
-    }
     luaL_openlibs(L);
-
     /* package.path = SCRIPTS_DIR/?.lua;SCRIPTS_DIR/?/init.lua;<default> */
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", os_config.scripts_dir, os_config.scripts_dir);
@@ -101,6 +98,16 @@ os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_
     lua_concat(L, 2);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
+    return L;
+}
+
+os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_t errlen)
+{
+    lua_State *L = os_lua_state_new();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
 
     lua_pushcfunction(L, traceback);
     lua_getglobal(L, "require");

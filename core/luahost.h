@@ -5,9 +5,12 @@
 #define OS_LUAHOST_H
 
 #include <h2o.h>
+#include <lua.h>
 
 #include "worker.h"
 
+/** A Lua state with the standard libraries and package.path on SCRIPTS_DIR; NULL when out of memory. */
+lua_State *os_lua_state_new(void);
 /** Builds VM generation for worker: loads scripts/lib/host.lua and routes.lua. NULL on error (message in err). */
 os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_t errlen);
 /** Releases the worker's reference; the VM is closed once its last task has finished (draining until then). */
