@@ -25,6 +25,7 @@
 -- A process that dies mid-saga leaves the row unfinished: recover() (the saga_recovery job)
 -- compensates it after SAGA_GRACE_MS from the same record.
 
+local async = require("lib.async")
 local cjson = require("cjson.safe")
 local config = require("lib.config")
 local db = require("lib.db")
@@ -371,13 +372,17 @@ end
 
 -- The saga_recovery job: orders whose saga stalled past the grace period are cancelled and
 -- compensated from the saga's record (release when the reservation may exist, refund when
--- the charge may have happened).
+-- the charge may have happened). Each saga is recovered in one transaction; once the worker
+-- stops, no further one is begun (the next sweep, on any replica, takes them).
 function _M.recover()
     local stalled, err = db.query(UNFINISHED, GRACE_SECONDS)
     if not stalled then
         return nil, "saga recovery could not look for stalled sagas: " .. tostring(err.message)
     end
     for _, s in ipairs(stalled) do
+        if async.retired() then
+            break
+        end
         local row = assert(db.query(ORDER_FOR_COMPENSATION, s.order_id))[1]
         if row then
             row.items = cjson.decode(row.items)
