@@ -935,18 +935,19 @@ int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams,
 int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
 {
     db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    const char *what = name != NULL && name[0] != '\0' ? name : "(unnamed)";
     os_db_pool_t *replica = os_replica_pool(task->worker);
     /* Inside a transaction a read must see the transaction's own writes: its connection. */
     if (replica != NULL && (dt == NULL || !dt->pinned)) {
         int rc = os_db_query_pool(replica, task, name, sql, nparams, params);
         if (rc != OS_EUNAVAILABLE) {
-            os_log(OS_LOG_DEBUG, "database read %s on the replica", name);
+            os_log(OS_LOG_DEBUG, "database read %s on the replica", what);
             return rc;
         }
         /* Every replica connection went down since the last lag probe. */
-        os_log(OS_LOG_DEBUG, "database read %s on the primary: %s", name, task->error);
+        os_log(OS_LOG_DEBUG, "database read %s on the primary: %s", what, task->error);
     } else {
-        os_log(OS_LOG_DEBUG, "database read %s on the primary", name);
+        os_log(OS_LOG_DEBUG, "database read %s on the primary", what);
     }
     return os_db_query(task, name, sql, nparams, params);
 }
