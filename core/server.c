@@ -92,6 +92,14 @@ static void on_connection_closed(void *data)
     worker->connections--;
 }
 
+static void accept_one(os_worker_t *worker, h2o_socket_t *sock)
+{
+    worker->connections++;
+    sock->on_close.cb = on_connection_closed;
+    sock->on_close.data = worker;
+    h2o_accept(&worker->accept_ctx, sock);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     os_worker_t *worker = listener->data;
@@ -102,10 +110,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
-        worker->connections++;
-        sock->on_close.cb = on_connection_closed;
-        sock->on_close.data = worker;
-        h2o_accept(&worker->accept_ctx, sock);
+        accept_one(worker, sock);
     }
 }
 
@@ -125,6 +130,11 @@ static void on_tick(os_timer_t *timer)
     if (atomic_load(&stopping) && worker->stop_deadline_ms == 0) {
         worker->stop_deadline_ms = os_clock_ms() + (uint64_t)os_config.shutdown_timeout_ms;
         if (worker->listener != NULL) {
+            /* Closing a listener resets the connections still in its accept queue, which their
+             * clients saw accepted: take them all first, and they are served like the rest. */
+            h2o_socket_t *sock;
+            while ((sock = h2o_evloop_socket_accept(worker->listener)) != NULL)
+                accept_one(worker, sock);
             h2o_socket_read_stop(worker->listener);
             h2o_socket_close(worker->listener);
             worker->listener = NULL;
