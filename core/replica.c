@@ -23,6 +23,7 @@
 #include "log.h"
 #include "task.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,12 +93,15 @@ static void on_timer(os_timer_t *timer)
         /* A replica that takes this long to say how far behind it is cannot be trusted to be close. */
         if (now - r->probe_started_ms > (uint64_t)os_config.read_max_lag_ms + r->every_ms)
             set_usable(r, 0, "the replica's lag probe is not answering");
-    } else if (os_db_query_pool(r->pool, &r->probe, "os_replica_lag", probe_sql, 0, NULL) == OS_OK) {
-        r->probe_started_ms = now;
     } else {
-        char why[160];
-        snprintf(why, sizeof(why), "%.150s", r->probe.error);
-        set_usable(r, 0, why);
+        /* Set first: a connection that fails as the query is sent completes the probe at once. */
+        r->probe_started_ms = now;
+        if (os_db_query_pool(r->pool, &r->probe, "os_replica_lag", probe_sql, 0, NULL) != OS_OK) {
+            char why[160];
+            r->probe_started_ms = 0;
+            snprintf(why, sizeof(why), "%.150s", r->probe.error);
+            set_usable(r, 0, why);
+        }
     }
     os_timer_start(&r->worker->timers, &r->timer, r->every_ms);
 }
