@@ -294,7 +294,8 @@ int os_server_run(void)
         }
     }
     atomic_store(&draining, 1);
-    if (sig == SIGTERM && os_config.shutdown_ready_delay_ms > 0) {
+    /* Not when a worker stopped the server itself (its scripts did not load): nothing to hand over. */
+    if (sig == SIGTERM && os_config.shutdown_ready_delay_ms > 0 && !atomic_load(&stopping)) {
         /* Still accepting: the load balancer sees readiness fail and moves traffic away first.
          * Another SIGTERM or a SIGINT cuts the wait short. */
         os_log(OS_LOG_INFO, "SIGTERM: readiness answers 503; still serving for %d ms", os_config.shutdown_ready_delay_ms);
