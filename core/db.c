@@ -791,8 +791,8 @@ int os_db_url_check(const char *setting, const char *conninfo, char *err, size_t
     return rc;
 }
 
-os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo, size_t size,
-                                char *err, size_t errlen)
+os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo,
+                                size_t size, char *err, size_t errlen)
 {
     os_db_pool_t *pool = calloc(1, sizeof(*pool));
     pool->worker = worker;

@@ -16,8 +16,8 @@ typedef struct os_db_stats {
 /** Creates worker's pool and starts connecting (never blocks; failures are retried with backoff). setting names
  *  the URL's variable in messages; replica marks a read replica's pool. NULL and a message in err when conninfo
  *  does not parse. */
-os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo, size_t size,
-                                char *err, size_t errlen);
+os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo,
+                                size_t size, char *err, size_t errlen);
 /** Whether conninfo (the value of setting) parses into connection targets: 0, or -1 with the reason in err. */
 int os_db_url_check(const char *setting, const char *conninfo, char *err, size_t errlen);
 /** Closes every connection (only once the worker's loop has stopped). */

@@ -298,7 +298,8 @@ int os_server_run(void)
     if (sig == SIGTERM && os_config.shutdown_ready_delay_ms > 0 && !atomic_load(&stopping)) {
         /* Still accepting: the load balancer sees readiness fail and moves traffic away first.
          * Another SIGTERM or a SIGINT cuts the wait short. */
-        os_log(OS_LOG_INFO, "SIGTERM: readiness answers 503; still serving for %d ms", os_config.shutdown_ready_delay_ms);
+        os_log(OS_LOG_INFO, "SIGTERM: readiness answers 503; still serving for %d ms",
+               os_config.shutdown_ready_delay_ms);
         sigdelset(&set, SIGHUP);
         uint64_t until = os_clock_ms() + (uint64_t)os_config.shutdown_ready_delay_ms;
         for (uint64_t now = os_clock_ms(); now < until; now = os_clock_ms()) {
