@@ -211,6 +211,7 @@ class Sigterm(Case):
         logs = svc.logs()
         self.assertLess(logs.index("readiness answers 503"), logs.index("listeners closing"))
         self.assertIn("background jobs stopped", logs)
+        self.assertNotIn("shutdown deadline passed", logs, "the drain did not finish by itself")
         print(f"\nsigterm: {len(answers)} answers, readiness 503 "
               f"{first_503 - sigterm:.2f} s after SIGTERM, listener closed {first_refused - sigterm:.2f} s after, "
               f"exit {ended - sigterm:.2f} s after")
