@@ -58,14 +58,17 @@ class TwoProcesses(Case):
         # two's recovery sweeps, which both run every 200 ms.
         self.behave({"charge": {"delay_ms": 3000}})
         victim = Service(database_url=self.url, workers=1, env=dict(self.env, JOBS="0")).start()
+        creates = [threading.Thread(target=quietly, args=(victim.request, "POST", "/v1/orders/create/",
+                                                          order(9000 + i))) for i in range(4)]
         try:
-            for i in range(4):
-                threading.Thread(target=quietly, args=(victim.request, "POST", "/v1/orders/create/",
-                                                       order(9000 + i))).start()
+            for t in creates:
+                t.start()
             wait_until(lambda: len([c for c in self.calls() if c["step"] == "charge"]) == 4,
                        what="the victim's charges to start")
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait()
+            for t in creates:
+                t.join()
         finally:
             victim.__exit__(None, None, None)
         self.behave({})
