@@ -22,12 +22,15 @@ typedef struct os_config {
     int db_acquire_timeout_ms;
     int db_statement_timeout_ms;
     int db_connect_timeout_ms; /* bounds one name resolution or one connection attempt */
+    char database_read_url[2048]; /* a read replica for list, details and history; empty: none */
+    int read_max_lag_ms;          /* a replica further behind than this serves no reads */
     int migrate_on_start;
     char migrations_dir[1024];
     char seed_dir[1024];
     char static_dir[1024];     /* STATIC_DIR: served at /static/ (the My Orders page's assets) */
     char swagger_ui_dir[1024]; /* SWAGGER_UI_DIR: swagger-ui-dist, served at /orders-doc/ui/ */
     int shutdown_timeout_ms;
+    int shutdown_ready_delay_ms; /* SIGTERM: readiness answers 503 this long before the listener closes */
     int downstream_timeout_ms;
     int downstream_pool_size;
     int jobs; /* run background jobs (outbox delivery, recovery) on worker 0 */

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "random.h"
+#include "replica.h"
 #include "task.h"
 
 #include <arpa/inet.h>
@@ -84,6 +85,8 @@ enum { KEY_HOST, KEY_HOSTADDR, KEY_PORT, KEY_FIXED };
 
 struct os_db_pool {
     os_worker_t *worker;
+    const char *setting; /* DATABASE_URL or DATABASE_READ_URL: named in messages */
+    int replica;         /* serves reads only (DATABASE_READ_URL) */
     PQconninfoOption *parsed; /* owns the strings keys/values point to */
     const char **keys, **values;
     char options[512];
@@ -101,6 +104,8 @@ struct db_task {
     os_task_ext_t ext; /* first: task->ext[OS_TASK_EXT_DB] points here */
     os_task_t *task;
     os_op_t op; /* the wait: queued (PHASE_ACQUIRE), then the query (PHASE_QUERY) */
+    os_db_pool_t *pool; /* the pool the wait is on, or the held connection's */
+    int on_replica;     /* the last query was sent to the read replica's pool */
     int phase;
     os_timer_t acquire_timer;
     h2o_linklist_t waiter_link;
@@ -649,7 +654,7 @@ static void on_acquire_timeout(os_timer_t *timer)
     assert(dt->phase == PHASE_ACQUIRE);
     os_metrics_db_acquired(os_clock_us() - dt->acquire_us);
     h2o_linklist_unlink(&dt->waiter_link);
-    dt->task->worker->db->nwaiting--;
+    dt->pool->nwaiting--;
     dt->want_pin = 0;
     dt->phase = PHASE_NONE;
     free_pending(dt);
@@ -661,7 +666,7 @@ static void on_acquire_timeout(os_timer_t *timer)
 static void cancel_op(os_op_t *op)
 {
     db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, op, op);
-    os_db_pool_t *pool = dt->task->worker->db;
+    os_db_pool_t *pool = dt->pool;
     if (dt->phase == PHASE_ACQUIRE) {
         h2o_linklist_unlink(&dt->waiter_link);
         pool->nwaiting--;
@@ -676,12 +681,12 @@ static void cancel_op(os_op_t *op)
     dt->want_pin = 0;
 }
 
-/* Gets dt a connection now, or queues it; returns OS_OK (the op is begun) or a failure status. */
-static int pool_acquire(db_task_t *dt)
+/* Gets dt a connection of pool now, or queues it; returns OS_OK (the op is begun) or a failure status. */
+static int pool_acquire(os_db_pool_t *pool, db_task_t *dt)
 {
-    os_db_pool_t *pool = dt->task->worker->db;
     int any_up = 0;
     dt->acquire_us = os_clock_us();
+    dt->pool = pool;
     for (size_t i = 0; i < pool->size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         if (conn->state == CONN_IDLE) {
@@ -692,7 +697,7 @@ static int pool_acquire(db_task_t *dt)
         any_up |= conn->state != CONN_DOWN;
     }
     if (!any_up) {
-        os_task_set_error(dt->task, "database unavailable: %s",
+        os_task_set_error(dt->task, "database unavailable (%s): %s", pool->setting,
                           pool->conns[0].last_error[0] ? pool->conns[0].last_error : "no connection");
         return OS_EUNAVAILABLE;
     }
@@ -723,7 +728,7 @@ static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_
     char *msg = NULL;
     pool->parsed = PQconninfoParse(conninfo, &msg);
     if (pool->parsed == NULL) {
-        snprintf(err, errlen, "DATABASE_URL does not parse: %.*s", msg != NULL ? (int)strcspn(msg, "\n") : 13,
+        snprintf(err, errlen, "%s does not parse: %.*s", pool->setting, msg != NULL ? (int)strcspn(msg, "\n") : 13,
                  msg != NULL ? msg : "out of memory");
         PQfreemem(msg);
         return -1;
@@ -775,7 +780,7 @@ static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_
     if (n == 0)
         n = 1;
     if ((np > 1 && np != n) || (nh > 1 && nh != n) || (na > 1 && na != n)) {
-        snprintf(err, errlen, "DATABASE_URL: host, hostaddr and port lists differ in length");
+        snprintf(err, errlen, "%s: host, hostaddr and port lists differ in length", pool->setting);
         return -1;
     }
     pool->targets = calloc(n, sizeof(*pool->targets));
@@ -788,18 +793,22 @@ static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_
     return 0;
 }
 
-int os_db_url_check(const char *conninfo, char *err, size_t errlen)
+int os_db_url_check(const char *setting, const char *conninfo, char *err, size_t errlen)
 {
     os_db_pool_t *pool = calloc(1, sizeof(*pool));
+    pool->setting = setting;
     int rc = pool_parse(pool, conninfo, err, errlen);
     os_db_pool_destroy(pool);
     return rc;
 }
 
-os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *conninfo, size_t size, char *err, size_t errlen)
+os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo,
+                                size_t size, char *err, size_t errlen)
 {
     os_db_pool_t *pool = calloc(1, sizeof(*pool));
     pool->worker = worker;
+    pool->setting = setting;
+    pool->replica = replica;
     h2o_linklist_init_anchor(&pool->waiters);
     if (pool_parse(pool, conninfo, err, errlen) != 0) {
         pool->size = 0;
@@ -888,21 +897,23 @@ static PGresult *result_of(os_task_t *task)
 
 /* ---- FFI ---- */
 
-int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
+int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, const char *sql, int nparams,
+                     const char *const *params)
 {
     db_task_t *dt = db_task(task);
     if (dt == NULL) {
         os_task_set_error(task, "out of memory");
         return OS_ERR;
     }
-    if (task->op != NULL || sql == NULL || nparams < 0) {
+    if (task->op != NULL || sql == NULL || nparams < 0 || (dt->pinned && pool != task->worker->db)) {
         os_task_set_error(task, "bad query call");
         return OS_ESTATE;
     }
-    if (task->worker->db == NULL) {
+    if (pool == NULL) {
         os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
         return OS_EUNAVAILABLE;
     }
+    dt->on_replica = pool->replica;
     if (dt->pinned && dt->conn == NULL) {
         os_task_set_error(task, "database connection lost inside the transaction");
         return OS_EUNAVAILABLE;
@@ -921,10 +932,41 @@ int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams,
         query_start(dt->conn);
         return OS_OK;
     }
-    int rc = pool_acquire(dt);
+    int rc = pool_acquire(pool, dt);
     if (rc != OS_OK)
         free_pending(dt);
     return rc;
+}
+
+int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
+{
+    return os_db_query_pool(task->worker->db, task, name, sql, nparams, params);
+}
+
+int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
+{
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    const char *what = name != NULL && name[0] != '\0' ? name : "(unnamed)";
+    os_db_pool_t *replica = os_replica_pool(task->worker);
+    /* Inside a transaction a read must see the transaction's own writes: its connection. */
+    if (replica != NULL && (dt == NULL || !dt->pinned)) {
+        int rc = os_db_query_pool(replica, task, name, sql, nparams, params);
+        if (rc != OS_EUNAVAILABLE) {
+            os_log(OS_LOG_DEBUG, "database read %s on the replica", what);
+            return rc;
+        }
+        /* Every replica connection went down since the last lag probe. */
+        os_log(OS_LOG_DEBUG, "database read %s on the primary: %s", what, task->error);
+    } else {
+        os_log(OS_LOG_DEBUG, "database read %s on the primary", what);
+    }
+    return os_db_query(task, name, sql, nparams, params);
+}
+
+int os_db_on_replica(os_task_t *task)
+{
+    db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
+    return dt != NULL && dt->on_replica;
 }
 
 int os_db_pin(os_task_t *task)
@@ -943,7 +985,8 @@ int os_db_pin(os_task_t *task)
         return OS_EUNAVAILABLE;
     }
     dt->want_pin = 1;
-    int rc = pool_acquire(dt);
+    dt->on_replica = 0;
+    int rc = pool_acquire(task->worker->db, dt);
     if (rc != OS_OK)
         dt->want_pin = 0;
     return rc;

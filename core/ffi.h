@@ -75,6 +75,10 @@ void os_log_write(int level, const char *msg, size_t len);
 
 /* ---- database: queries run on the worker's pool; results stay owned by the task ---- */
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+/** Like os_db_query, on the read replica while it is up and within READ_MAX_LAG_MS, else on the primary. */
+int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+/** 1 when the task's last query was sent to the read replica, else 0. */
+int os_db_on_replica(os_task_t *task);
 int os_db_pin(os_task_t *task);
 int os_db_unpin(os_task_t *task);
 int os_db_nrows(os_task_t *task);
@@ -94,6 +98,10 @@ int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
 /** 1 when the last call may have reached the other side (it was written), 0 when it provably was not. */
 int os_http_maybe_sent(os_task_t *task);
+
+/* ---- the server's life ---- */
+/** 1 once SIGTERM has begun the shutdown: readiness answers 503 while in-flight work drains, else 0. */
+int os_server_draining(void);
 
 /* ---- background jobs: their liveness, for /health/ and /metrics ---- */
 /** Declares a job and its interval (again on a reload: its history stays). */

@@ -45,7 +45,7 @@ typedef struct lua_task {
     int co_ref;
     h2o_req_t *req; /* NULL once the client has gone away */
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
-    int background; /* a job runner, not a request: not counted for the shutdown drain */
+    int background; /* a job runner, not a request: counted in jobs_running, not tasks_running */
     uint64_t started_us;
 } lua_task_t;
 
@@ -256,6 +256,8 @@ static void task_free(lua_task_t *task)
     luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
     if (!task->background)
         task->base.worker->tasks_running--;
+    else
+        task->base.worker->jobs_running--;
     free(task);
     vm_unref(vm);
 }
@@ -379,6 +381,7 @@ void os_luahost_start_background(os_worker_t *worker)
     if (task == NULL)
         return;
     task->background = 1;
+    worker->jobs_running++; /* the drain waits for the runner to finish the row it is on */
     task_step(task, 1);
 }
 

@@ -237,8 +237,15 @@ int main(int argc, char **argv)
         }
         os_log(OS_LOG_WARN, "no JWT_SECRET or JWT_PUBLIC_KEY_FILE: every authenticated route answers 401");
     }
-    if (os_config.database_url[0] != '\0' && os_db_url_check(os_config.database_url, err, sizeof(err)) != 0) {
+    if ((os_config.database_url[0] != '\0' &&
+         os_db_url_check("DATABASE_URL", os_config.database_url, err, sizeof(err)) != 0) ||
+        (os_config.database_read_url[0] != '\0' &&
+         os_db_url_check("DATABASE_READ_URL", os_config.database_read_url, err, sizeof(err)) != 0)) {
         fprintf(stderr, "orderservice: %s\n", err);
+        return 2;
+    }
+    if (os_config.database_read_url[0] != '\0' && os_config.database_url[0] == '\0') {
+        fprintf(stderr, "orderservice: DATABASE_READ_URL needs DATABASE_URL (every write and most reads go there)\n");
         return 2;
     }
     /* The service starts even when the database is down: requests get 503 until it is back. */

@@ -1,13 +1,24 @@
 /*
- * server.c - owns the listening sockets and the worker threads (WORKERS, HOST, PORT,
- * SHUTDOWN_TIMEOUT_MS).
+ * server.c - owns the listening sockets, the worker threads and the shutdown (WORKERS, HOST,
+ * PORT, SHUTDOWN_READY_DELAY_MS, SHUTDOWN_TIMEOUT_MS).
  *
  * Each worker has its own listening socket on the same address (SO_REUSEPORT), so the
  * kernel spreads connections over the workers and no accept lock is needed. Sockets are
  * bound by the main thread before any worker starts, so "address in use" is reported
  * once and synchronously: exit status 1 when another process holds the address. The main thread then waits for signals: SIGHUP reloads the
- * scripts (see reload.c); on SIGTERM/SIGINT every worker closes its listener, finishes the
- * requests it is running (up to the deadline) and leaves its loop.
+ * scripts (see reload.c); SIGTERM/SIGINT stop the server.
+ *
+ * Stopping, in this order, so that a rolling restart fails no request:
+ *  1. SIGTERM: readiness (/health/) answers 503 "shutting down" at once, while everything else
+ *     is served as before for SHUTDOWN_READY_DELAY_MS, the time a load balancer (Kubernetes'
+ *     endpoints) needs to stop sending new connections here. SIGINT (Ctrl-C) skips the wait.
+ *  2. Every worker closes its listener (new connections are refused by the kernel), answers
+ *     every further request with Connection: close, and closes connections idle for over
+ *     DRAIN_IDLE_MS (a kept-alive connection nobody uses would otherwise hold the drain).
+ *  3. A worker leaves its loop once it runs no request, its background job runner has returned
+ *     (the jobs stop taking new work and finish the row they are on; a saga step in flight
+ *     completes or is left whole for recovery) and no client connection is open, or at
+ *     SHUTDOWN_TIMEOUT_MS after step 2. Exit status 0.
  */
 #include "server.h"
 #include "config.h"
@@ -18,6 +29,7 @@
 #include "luahost.h"
 #include "metrics.h"
 #include "reload.h"
+#include "replica.h"
 #include "static.h"
 #include "worker.h"
 
@@ -37,9 +49,17 @@
 
 #define MAX_REQUEST_BODY (1024 * 1024)
 #define TICK_MS 100
+/* While draining, a kept-alive connection idle this long is closed (h2o's default is 10 s). */
+#define DRAIN_IDLE_MS 1000
 
 static h2o_globalconf_t globalconf;
-static atomic_int stopping;
+static atomic_int draining; /* readiness is false: set by SIGTERM, before stopping */
+static atomic_int stopping; /* the workers close their listeners and drain */
+
+int os_server_draining(void)
+{
+    return atomic_load(&draining);
+}
 
 /*
  * The first listener is bound WITHOUT SO_REUSEPORT, so the bind fails when any other socket
@@ -67,6 +87,20 @@ static int open_listener(const struct addrinfo *ai, int first, char *err, size_t
     return fd;
 }
 
+static void on_connection_closed(void *data)
+{
+    os_worker_t *worker = data;
+    worker->connections--;
+}
+
+static void accept_one(os_worker_t *worker, h2o_socket_t *sock)
+{
+    worker->connections++;
+    sock->on_close.cb = on_connection_closed;
+    sock->on_close.data = worker;
+    h2o_accept(&worker->accept_ctx, sock);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     os_worker_t *worker = listener->data;
@@ -77,7 +111,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
-        h2o_accept(&worker->accept_ctx, sock);
+        accept_one(worker, sock);
     }
 }
 
@@ -105,10 +139,22 @@ static void on_tick(os_timer_t *timer)
     if (atomic_load(&stopping) && worker->stop_deadline_ms == 0) {
         worker->stop_deadline_ms = os_clock_ms() + (uint64_t)os_config.shutdown_timeout_ms;
         if (worker->listener != NULL) {
+            /* Closing a listener resets the connections still in its accept queue, which their
+             * clients saw accepted: take them all first, and they are served like the rest. */
+            h2o_socket_t *sock;
+            while ((sock = h2o_evloop_socket_accept(worker->listener)) != NULL)
+                accept_one(worker, sock);
             h2o_socket_read_stop(worker->listener);
             h2o_socket_close(worker->listener);
             worker->listener = NULL;
         }
+        h2o_context_request_shutdown(&worker->ctx);
+        /* Every idle HTTP/1 connection waits in this one list, in the order it went idle: a
+         * shorter timeout applies to all of them alike and keeps that order. */
+        if (worker->ctx.http1.req_timeout.timeout > DRAIN_IDLE_MS)
+            worker->ctx.http1.req_timeout.timeout = DRAIN_IDLE_MS;
+        os_log(OS_LOG_DEBUG, "listener closed: draining %zu requests on %zu connections", worker->tasks_running,
+               worker->connections);
     }
     os_timer_start(&worker->timers, &worker->tick, TICK_MS);
 }
@@ -117,13 +163,24 @@ static int worker_done(os_worker_t *worker)
 {
     if (worker->stop_deadline_ms == 0)
         return 0;
-    if (worker->tasks_running == 0)
+    if (worker->tasks_running == 0 && worker->jobs_running == 0 && worker->connections == 0)
         return 1;
     if (os_clock_ms() >= worker->stop_deadline_ms) {
-        os_log(OS_LOG_WARN, "shutdown deadline passed with %zu requests still running", worker->tasks_running);
+        os_log(OS_LOG_WARN, "shutdown deadline passed with %zu requests, %zu job runners and %zu connections left",
+               worker->tasks_running, worker->jobs_running, worker->connections);
         return 1;
     }
     return 0;
+}
+
+/* Once draining, every answer closes its connection: a client's next request opens a new
+ * one, which goes to a replica that still listens. */
+static void close_when_draining(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    if (atomic_load(&stopping))
+        req->http1_is_persistent = 0;
+    h2o_setup_next_ostream(req, slot);
 }
 
 static void *worker_main(void *arg)
@@ -145,9 +202,13 @@ static void *worker_main(void *arg)
         return NULL;
     }
     if (os_config.database_url[0] != '\0' &&
-        (worker->db = os_db_pool_create(worker, os_config.database_url, (size_t)os_config.db_pool_size, err,
-                                        sizeof(err))) == NULL)
+        (worker->db = os_db_pool_create(worker, "DATABASE_URL", 0, os_config.database_url,
+                                        (size_t)os_config.db_pool_size, err, sizeof(err))) == NULL)
         os_log(OS_LOG_ERROR, "%s", err); /* main checked the URL already: out of memory */
+    if (os_config.database_read_url[0] != '\0' &&
+        (worker->replica = os_replica_create(worker, os_config.database_read_url, (size_t)os_config.db_pool_size, err,
+                                             sizeof(err))) == NULL)
+        os_log(OS_LOG_ERROR, "%s", err);
     worker->http = os_http_pools_create(worker);
     /* One worker per replica runs the jobs; the database arbitrates between replicas. */
     if (os_config.jobs && worker->id == 0)
@@ -163,6 +224,7 @@ static void *worker_main(void *arg)
         h2o_evloop_run(worker->ctx.loop, os_timers_next_wait(&worker->timers, TICK_MS));
         os_timers_run(&worker->timers);
     }
+    os_replica_stop(worker->replica);
     return NULL;
 }
 
@@ -180,6 +242,8 @@ static void configure_h2o(void)
     /* Handlers run in registration order; the framing check passes (-1) on sound requests. */
     os_framing_register(host, root);
     os_luahost_register(root);
+    h2o_filter_t *filter = h2o_create_filter(root, sizeof(*filter));
+    filter->on_setup_ostream = close_when_draining;
 }
 
 int os_server_run(void)
@@ -242,8 +306,23 @@ int os_server_run(void)
             seen = now;
         }
     }
+    atomic_store(&draining, 1);
+    /* Not when a worker stopped the server itself (its scripts did not load): nothing to hand over. */
+    if (sig == SIGTERM && os_config.shutdown_ready_delay_ms > 0 && !atomic_load(&stopping)) {
+        /* Still accepting: the load balancer sees readiness fail and moves traffic away first.
+         * Another SIGTERM or a SIGINT cuts the wait short. */
+        os_log(OS_LOG_INFO, "SIGTERM: readiness answers 503; still serving for %d ms",
+               os_config.shutdown_ready_delay_ms);
+        sigdelset(&set, SIGHUP);
+        uint64_t until = os_clock_ms() + (uint64_t)os_config.shutdown_ready_delay_ms;
+        for (uint64_t now = os_clock_ms(); now < until; now = os_clock_ms()) {
+            struct timespec wait = {(time_t)((until - now) / 1000), (long)((until - now) % 1000) * 1000000L};
+            if (sigtimedwait(&set, NULL, &wait) > 0)
+                break;
+        }
+    }
     atomic_store(&stopping, 1);
-    os_log(OS_LOG_INFO, "received signal %d: draining in-flight requests (at most %d ms)", sig,
+    os_log(OS_LOG_INFO, "received signal %d: listeners closing, draining in-flight requests (at most %d ms)", sig,
            os_config.shutdown_timeout_ms);
 
     int status = 0;
@@ -252,6 +331,7 @@ int os_server_run(void)
         status |= workers[i].exit_status;
     }
     for (int i = 0; i < nworkers; i++) {
+        os_replica_destroy(workers[i].replica);
         os_db_pool_destroy(workers[i].db);
         /* http pools are not disposed: an abandoned job may still hold one of their sockets. */
         if (workers[i].vm != NULL)

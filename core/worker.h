@@ -15,6 +15,7 @@ typedef struct os_vm os_vm_t;
 typedef struct os_db_pool os_db_pool_t;
 typedef struct os_metrics os_metrics_t;
 typedef struct os_http_pools os_http_pools_t;
+typedef struct os_replica os_replica_t;
 
 typedef struct os_worker {
     int id;
@@ -35,9 +36,12 @@ typedef struct os_worker {
     uint64_t built_fingerprint;
     uint64_t tried_generation;
     os_db_pool_t *db;   /* NULL when DATABASE_URL is not set */
+    os_replica_t *replica; /* NULL when DATABASE_READ_URL is not set */
     os_metrics_t *metrics;
     os_http_pools_t *http;
     size_t tasks_running;
+    size_t jobs_running;    /* background job runners (at most one per VM generation) */
+    size_t connections;     /* HTTP connections open, for the shutdown drain */
     int in_lua; /* a coroutine of this worker is running (so resumes must wait) */
     uint64_t stop_deadline_ms; /* 0 until shutdown begins */
     int exit_status;

@@ -1,5 +1,7 @@
 -- health: GET /health/ answers 200 when the database answers a query and every background
--- job has completed a cycle recently (see core/jobs.c), else 503 with the reason.
+-- job has completed a cycle recently (see core/jobs.c), else 503 with the reason; from
+-- SIGTERM on it answers 503 "shutting down" while the server still serves (core/server.c),
+-- so a load balancer stops sending traffic before the listener closes.
 -- Kubernetes uses it as the readiness probe; it needs no auth.
 
 local ffi = require("ffi")
@@ -14,6 +16,9 @@ local STALLED_CAP = 1024
 local stalled_buf = ffi.new("char[?]", STALLED_CAP)
 
 function _M.check()
+    if C.os_server_draining() ~= 0 then
+        return response.json(503, { status = "shutting down" })
+    end
     local rows, err = db.query(PING)
     if not rows then
         return response.json(503, { status = "unhealthy", error = err.message })

@@ -140,9 +140,10 @@ local function order_view(row)
     }
 end
 
--- The order's representation, or nil (missing), or nil, err.
-local function load_order(id)
-    local rows, err = db.query(DETAILS, id)
+-- The order's representation, or nil (missing), or nil, err. From the primary unless
+-- from_replica: only a plain read that needs no write of its own may lag (DATABASE_READ_URL).
+local function load_order(id, from_replica)
+    local rows, err = (from_replica and db.read or db.query)(DETAILS, id)
     if not rows then
         return nil, err
     end
@@ -307,7 +308,7 @@ end
 
 function _M.details(req)
     local id = req.params.id
-    local view, err = load_order(id)
+    local view, err = load_order(id, true)
     if err then
         return db_failure(req, err)
     elseif not view or not principal.can_read_customer(req.principal, view.customer_id) then
@@ -575,7 +576,7 @@ end
 
 local function list_response(req, args)
     local sql, params = order_sql.list(args)
-    local rows, err = db.query(sql, unpack(params, 1, #params))
+    local rows, err = db.read(sql, unpack(params, 1, #params))
     if not rows then
         return db_failure(req, err)
     end

@@ -41,6 +41,12 @@ function _M.wait(rc)
     return rc
 end
 
+-- Whether the calling task should take no new work: the worker is shutting down, or a reload
+-- replaced the VM it runs on (a background job finishes the row it is on, then returns).
+function _M.retired()
+    return C.os_task_retired(_M.task()) ~= 0
+end
+
 function _M.error_message(task)
     return ffi.string(C.os_task_error(task))
 end

@@ -52,6 +52,10 @@ int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);
 
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+
+int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
+
+int os_db_on_replica(os_task_t *task);
 int os_db_pin(os_task_t *task);
 int os_db_unpin(os_task_t *task);
 int os_db_nrows(os_task_t *task);
@@ -69,6 +73,8 @@ int os_http_status(os_task_t *task);
 const char *os_http_body(os_task_t *task, size_t *len);
 
 int os_http_maybe_sent(os_task_t *task);
+
+int os_server_draining(void);
 
 void os_job_register(const char *name, int64_t every_ms);
 

@@ -2,6 +2,7 @@
 --
 --   local Q = db.statement("orders_by_id", "SELECT ... WHERE order_id = $1")
 --   local rows, err = db.query(Q, id)         -- rows: list of { column = value }
+--   local rows, err = db.read(Q, id)          -- the same, on the read replica when it may serve
 --   local ok, err = db.transaction(function() ... return true end)
 --
 -- Values come back typed by column: integers as numbers, booleans as booleans, numeric
@@ -123,15 +124,15 @@ function _M.statement(name, sql)
     return { name = name .. "_" .. sql_hash(sql), sql = sql }
 end
 
--- Runs a statement (from db.statement) or a plain SQL string with $n parameters.
-function _M.query(stmt, ...)
+-- Sends stmt with its parameters through start (C.os_db_query or C.os_db_read) and waits.
+local function run(start, stmt, ...)
     local name, sql
     if type(stmt) == "table" then
         name, sql = stmt.name, stmt.sql
     elseif type(stmt) == "string" then
         name, sql = "", stmt
     else
-        error("bad 'stmt' argument", 2)
+        error("bad 'stmt' argument", 3)
     end
     local n = select("#", ...)
     local params = ffi.new("const char *[?]", n + 1)
@@ -142,12 +143,30 @@ function _M.query(stmt, ...)
         params[i - 1] = text
     end
     local task = async.task()
-    local rc = async.wait(C.os_db_query(task, name, sql, n, params))
+    local rc = async.wait(start(task, name, sql, n, params))
     keep = nil
     if rc ~= OK then
         return failure(task, rc)
     end
     return read_rows(task)
+end
+
+-- Runs a statement (from db.statement) or a plain SQL string with $n parameters on the primary.
+function _M.query(stmt, ...)
+    return run(C.os_db_query, stmt, ...)
+end
+
+-- Like db.query, for a read that may be served by the read replica (DATABASE_READ_URL) while
+-- it is up and no further behind than READ_MAX_LAG_MS; else, and inside a transaction, by the
+-- primary. What a request wrote itself is read with db.query: the replica may not have it yet.
+-- A replica that fails mid-read (it went down since its last lag probe) costs one retry on the
+-- primary, not a 503.
+function _M.read(stmt, ...)
+    local rows, err = run(C.os_db_read, stmt, ...)
+    if not rows and _M.unavailable(err) and C.os_db_on_replica(async.task()) ~= 0 then
+        return run(C.os_db_query, stmt, ...)
+    end
+    return rows, err
 end
 
 -- Runs fn() inside BEGIN ... COMMIT on one connection. fn returns a non-nil value to

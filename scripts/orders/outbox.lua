@@ -20,6 +20,7 @@
 -- RECONCILE_WINDOW_MS from the row's creation. A refund still unconfirmed then, or refused
 -- otherwise, flags the order for a person (order_attention, GET /v1/orders/?needs_attention=true).
 
+local async = require("lib.async")
 local cjson = require("cjson.safe")
 local db = require("lib.db")
 local config = require("lib.config")
@@ -214,9 +215,11 @@ function _M.deliver(row)
 end
 
 -- The outbox job: claims and delivers due rows until none are left (true) or the claim
--- fails (nil, err: the cycle did not complete; the next one tries again).
+-- fails (nil, err: the cycle did not complete; the next one tries again). Once the worker
+-- stops (or a reload retires this VM) it claims no new batch; the rows it has claimed are
+-- delivered first, since another replica would wait out their lease to take them.
 function _M.deliver_due()
-    while true do
+    while not async.retired() do
         local rows, err = db.query(CLAIM, BATCH, ("%.3f"):format(LEASE_SECONDS))
         if not rows then
             return nil, "outbox claim failed: " .. tostring(err.message)
@@ -228,6 +231,7 @@ function _M.deliver_due()
             return true
         end
     end
+    return true
 end
 
 return _M

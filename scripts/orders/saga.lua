@@ -25,6 +25,7 @@
 -- A process that dies mid-saga leaves the row unfinished: recover() (the saga_recovery job)
 -- compensates it after SAGA_GRACE_MS from the same record.
 
+local async = require("lib.async")
 local cjson = require("cjson.safe")
 local config = require("lib.config")
 local db = require("lib.db")
@@ -76,11 +77,13 @@ function _M.crash_point(_) end
 
 -- The order row locked, with its saga record (all saga columns NULL for legacy orders).
 -- Every writer of order_sagas holds this lock first, so the saga row needs none of its own.
-local LOCK = db.statement("saga_lock", [[
+local STATE_SQL = [[
   SELECT o.order_status, o.payment_status, o.shipping_status,
          s.step, s.reserve, s.charge, s.releases, s.finished_at IS NOT NULL AS finished
     FROM ordersapp_order o LEFT JOIN order_sagas s USING (order_id)
-   WHERE o.order_id = $1 FOR UPDATE OF o]])
+   WHERE o.order_id = $1]]
+local LOCK = db.statement("saga_lock", STATE_SQL .. " FOR UPDATE OF o")
+local STATE = db.statement("saga_state", STATE_SQL)
 
 local SET_FACTS = db.statement("saga_facts", [[
   UPDATE order_sagas SET step = COALESCE($2, step), reserve = COALESCE($3, reserve),
@@ -197,8 +200,16 @@ local WORK = {
     end,
 }
 
+-- Locks the order and returns its state and its saga's as they are once the lock is held.
+-- FOR UPDATE OF o waits for a transaction that holds the order (another replica recovering
+-- the same saga), but then re-reads only the order's row: the saga row joined to it stays the
+-- one read before the wait (PostgreSQL's EvalPlanQual), so that saga would look unfinished
+-- and be compensated twice. A second statement, taken under the lock, sees what it committed.
 local function lock(order_id)
-    return assert(db.query(LOCK, order_id))[1]
+    if not assert(db.query(LOCK, order_id))[1] then
+        return nil
+    end
+    return assert(db.query(STATE, order_id))[1]
 end
 
 local function saga_event(order_id, what, actor, reason)
@@ -409,13 +420,17 @@ end
 
 -- The saga_recovery job: orders whose saga stalled past the grace period are cancelled and
 -- compensated from the saga's record (release when the reservation may exist, refund when
--- the charge may have happened).
+-- the charge may have happened). Each saga is recovered in one transaction; once the worker
+-- stops, no further one is begun (the next sweep, on any replica, takes them).
 function _M.recover()
     local stalled, err = db.query(UNFINISHED, GRACE_SECONDS)
     if not stalled then
         return nil, "saga recovery could not look for stalled sagas: " .. tostring(err.message)
     end
     for _, s in ipairs(stalled) do
+        if async.retired() then
+            break
+        end
         local row = assert(db.query(ORDER_FOR_COMPENSATION, s.order_id))[1]
         if row then
             row.items = cjson.decode(row.items)

@@ -42,11 +42,13 @@ int main(void)
     h2o_config_register_host(&conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_context_init(&worker.ctx, h2o_evloop_create(), &conf);
 
-    CHECK(os_db_pool_create(&worker, "postgresql://u@a,b/db?port=1,2,3", 1, err, sizeof(err)) == NULL);
+    CHECK(os_db_pool_create(&worker, "DATABASE_URL", 0, "postgresql://u@a,b/db?port=1,2,3", 1, err, sizeof(err)) ==
+          NULL);
     CHECK(strstr(err, "differ") != NULL);
 
     uint64_t started = os_clock_ms();
-    os_db_pool_t *pool = os_db_pool_create(&worker, "postgresql://u@slow-name.test:5432/db", 1, err, sizeof(err));
+    os_db_pool_t *pool =
+        os_db_pool_create(&worker, "DATABASE_URL", 0, "postgresql://u@slow-name.test:5432/db", 1, err, sizeof(err));
     CHECK(pool != NULL);
     CHECK(os_clock_ms() - started < 100); /* the 300 ms lookup did not run here */
 

@@ -129,7 +129,10 @@ test('readiness outlasts a pool wait, and the grace period outlasts preStop plus
     const preStop = Number(cmd[1]);
     const grace = server(objects).spec.template.spec.terminationGracePeriodSeconds;
     const drain = Number(s.SHUTDOWN_TIMEOUT_MS) / 1000;
-    assert.ok(grace > preStop + drain, `${dir}: grace ${grace}s <= preStop ${preStop}s + SHUTDOWN_TIMEOUT_MS ${drain}s`);
+    // After SIGTERM the pod keeps serving (readiness false) for SHUTDOWN_READY_DELAY_MS, then drains.
+    const ready = Number(s.SHUTDOWN_READY_DELAY_MS ?? 3000) / 1000;
+    assert.ok(grace > preStop + ready + drain,
+      `${dir}: grace ${grace}s <= preStop ${preStop}s + SHUTDOWN_READY_DELAY_MS ${ready}s + SHUTDOWN_TIMEOUT_MS ${drain}s`);
     const strategy = server(objects).spec.strategy.rollingUpdate;
     assert.equal(strategy.maxUnavailable, 0, `${dir}: a rollout never lowers capacity`);
   }

@@ -125,7 +125,9 @@ class Service:
         self.env = dict(os.environ)
         self.env.update(AUTH_ENV)
         self.env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": str(workers),
-                         "ROUTES_FILE": routes, "LOG_LEVEL": "info", "DATABASE_URL": database_url or ""})
+                         "ROUTES_FILE": routes, "LOG_LEVEL": "info", "DATABASE_URL": database_url or "",
+                         # SIGTERM stops at once unless a test is about the readiness window
+                         "SHUTDOWN_READY_DELAY_MS": "0"})
         self.env.update(env or {})
         self.log = tempfile.NamedTemporaryFile(prefix="orderservice-", suffix=".log", delete=False)
         self.proc = None
