@@ -112,7 +112,8 @@ end
 -- call(service, path, body, opts): opts.key (Idempotency-Key, required), opts.request_id,
 -- opts.refusals (set of statuses that are business refusals; default: any 4xx),
 -- opts.operation (the metrics' operation label; default: from the path).
--- Returns outcome, res_or_err.
+-- Returns outcome and, for "ok" and "refused", the response; for "unavailable", an error
+-- { message } (a 5xx names its status there).
 function _M.call(service, path, body, opts)
     local operation = opts.operation or operation_of(path)
     local base = _M.services[service]
@@ -154,7 +155,10 @@ function _M.call(service, path, body, opts)
                                              status = res and res.status, error = err and err.message,
                                              request_id = opts.request_id })
     end
-    return outcome, res or err
+    if outcome == "unavailable" then
+        return outcome, err
+    end
+    return outcome, res
 end
 
 function _M.breaker_state(service)

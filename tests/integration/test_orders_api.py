@@ -494,7 +494,7 @@ class OrdersApiTest(unittest.TestCase):
             # as it stands (202 while the saga runs)
             self.assertIn(statuses, ([201, 201], [201, 409], [201, 202]))
             if statuses == [201, 201]:
-                self.assertEqual(results[0].body, results[1].body)
+                self.assertEqual(results[0].json(), results[1].json())
 
     def test_keys_are_checked(self):
         before = self.counts()
