@@ -191,7 +191,9 @@ class BreakerGauge(unittest.TestCase):
         url = fresh_database("it_observability_breaker")
         self.assertEqual(run_binary("migrate", env={"DATABASE_URL": url}).returncode, 0)
         standin, env = start_standins()
-        env.update(BREAKER_FAILURES="2", BREAKER_COOLDOWN_MS="300", OUTBOX_EVERY_MS="100")
+        # A cool-down long enough that no call (the outbox's releases included) can probe the
+        # breaker before the open state is read, however slow the machine.
+        env.update(BREAKER_FAILURES="2", BREAKER_COOLDOWN_MS="3000", OUTBOX_EVERY_MS="100")
         with standin, Service(database_url=url, workers=1, env=env) as svc:
             def metrics():
                 return samples(svc.request("GET", "/metrics").body.decode())
