@@ -8,7 +8,9 @@
 -- OUTDIR/NAME.sql is that text with $n replaced by pgbench variables :p<n>, whose values go to
 -- OUTDIR/NAME.vars as `-D p<n>=value` arguments (pgbench -M extended sends them as parameters,
 -- as libpq does for the service's unnamed statements). OUTDIR/details.sql is orders.sql.DETAILS
--- for DETAILS_ID.
+-- for DETAILS_ID. OUTDIR/NAME.explain.sql is the same statement PREPAREd and run once under
+-- EXPLAIN (ANALYZE, BUFFERS) with its values (the first executions of a prepared statement
+-- are planned with the actual values, as the service's unnamed statements are).
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
 local input = require("orders.input")
@@ -33,6 +35,14 @@ local function write(name, sql, params)
     end
     f = assert(io.open(outdir .. "/" .. name .. ".vars", "w"))
     f:write(table.concat(vars, " "), "\n")
+    f:close()
+    local literals = {}
+    for i, v in ipairs(params) do
+        literals[i] = "'" .. tostring(v):gsub("'", "''") .. "'"
+    end
+    f = assert(io.open(outdir .. "/" .. name .. ".explain.sql", "w"))
+    f:write("PREPARE q AS ", sql, ";\nEXPLAIN (ANALYZE, BUFFERS) EXECUTE q(",
+            table.concat(literals, ", "), ");\nDEALLOCATE q;\n")
     f:close()
 end
 

@@ -193,6 +193,14 @@ class OrdersExplainTest(unittest.TestCase):
                 self.assertTrue(limits, json.dumps(plan, indent=1))
                 self.assertLessEqual(limits[0]["Actual Rows"], 1001)
 
+    def test_the_exact_sku_filter_uses_the_btree_index(self):
+        # not the trigram index, which must intersect trigrams every SKU shares (migration 0007)
+        shape, = list_sql([SELECTIVE["sku"]])
+        plan = self.explain(shape)
+        names = {name for name, _ in index_conds(plan)}
+        self.assertIn("ordersapp_orderitem_sku_idx", names, json.dumps(plan, indent=1))
+        self.assertNotIn("ordersapp_orderitem_sku_trgm_idx", names)
+
     def test_first_pages_walk_an_index_without_sorting_everything(self):
         # the page itself (not the count) of an unfiltered list must come from an index
         for name, shape in zip(("created", "total", "id"),
