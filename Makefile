@@ -3,12 +3,15 @@
 #   make test   every test, plain and under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make build  compile into build/
 #   make deps   install the Debian packages (apt-get) and the pinned npm packages (tools/web-deps); nothing when present
+#   make bench  every speed case beside its limit, one table (bench/run; not part of make test)
+#   make fuzz   each libFuzzer target for FUZZ_SECONDS (default 600; tests/fuzz/run)
+#   make soak   10 minutes of mixed load through a reload and a PostgreSQL restart (bench/soak)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: deps build build-asan run test test-plain test-asan bench clean
+.PHONY: deps build build-asan run test test-plain test-asan bench fuzz soak clean
 
 deps:
 	@tools/deps
@@ -39,8 +42,16 @@ test: build build-asan
 	(cd $(ASAN_BUILD) && ctest --output-on-failure) || rc=1; \
 	exit $$rc
 
+FUZZ_SECONDS ?= 600
+
 bench: build
 	@bench/run
+
+fuzz: build
+	@FUZZ_BUILD=$(CURDIR)/$(BUILD)/fuzz OS_CORE_LIB=$(CURDIR)/$(BUILD)/liboscore.so tests/fuzz/run all $(FUZZ_SECONDS)
+
+soak: build
+	@bench/soak
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -28,6 +28,7 @@ local input = require("orders.input")
 local log = require("lib.log")
 local money = require("orders.money")
 local order_sql = require("orders.sql")
+local pagination = require("orders.pagination")
 local principal = require("lib.principal")
 local query = require("lib.query")
 local response = require("lib.response")
@@ -565,12 +566,15 @@ end
 
 -- ---- lists ----
 
-local function page_link(req, page)
+-- A link to this list with some query arguments changed (false removes one).
+local function list_link(req, changes)
     local args = {}
     for name, values in pairs(req:query()) do
         args[name] = values
     end
-    args.page = format("%d", page)
+    for name, value in pairs(changes) do
+        args[name] = value or nil
+    end
     return req.path .. "?" .. query.encode(args)
 end
 
@@ -580,22 +584,10 @@ local function list_response(req, args)
     if not rows then
         return db_failure(req, err)
     end
-    local count = rows[1] and rows[1].total_count or 0
-    local results = response.array()
-    for _, row in ipairs(rows) do
-        if row.order_id ~= null then
-            results[#results + 1] = order_view(row)
-        end
-    end
-    local page, size = args.page, args.page_size
-    return response.json(200, {
-        count = count,
-        page = page,
-        page_size = size,
-        results = results,
-        next = page * size < count and page_link(req, page + 1) or null,
-        previous = page > 1 and page_link(req, page - 1) or null,
-    })
+    return response.json(200, pagination.envelope(args, rows, response.array(), order_view,
+                                                  function(changes)
+                                                      return list_link(req, changes)
+                                                  end, null))
 end
 
 function _M.list(req)

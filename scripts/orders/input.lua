@@ -441,10 +441,19 @@ local function get_from(req)
     end
 end
 
+-- Page numbers (page, OFFSET) or keyset pagination (after = the last order_id the client
+-- has): one or the other, never both, so a link means one thing.
 local function read_page(get, out, default_size)
     local err
-    local page = get("page")
-    if page then
+    local page, after = get("page"), get("after")
+    if page and after then
+        return fail("after", "cannot be combined with page")
+    elseif after then
+        out.after, err = arg_int(after, "after", 1, _M.MAX_ID)
+        if not out.after then
+            return nil, err
+        end
+    elseif page then
         out.page, err = arg_int(page, "page", 1, _M.MAX_PAGE)
         if not out.page then
             return nil, err

@@ -144,6 +144,20 @@ DELETE FROM idempotency_keys
  WHERE scope = $1 AND key = $2 AND status = 'in_progress' AND order_id IS NULL]]
 
 -- ---- the list (GET /v1/orders/ and the history) ----
+--
+-- What a page costs (docs/orders-api.md, "Lists and pagination"; docs/benchmarks.md has the
+-- EXPLAINs at 100,000 orders):
+--  - the count stops at COUNT_LIMIT + 1 matching orders (`LIMIT` inside the count): an exact
+--    count of a broad search had to find every match, over a second at 100,000 orders,
+--    while counting to 1,001 costs about as much as one page of a few hundred rows;
+--  - the page fetches page_size + 1 rows, so whether a next page exists is known without
+--    the count;
+--  - `after` (keyset pagination) continues after a given order in the sort order: a row
+--    comparison against that order's own sort key, which walks the sort's index from there
+--    (cost independent of how deep the client is), where OFFSET must step over every row
+--    before the page.
+
+_M.COUNT_LIMIT = 1000
 
 local ORDER_BY = {
     created_at = "created_at %s, %s.order_id %s",
@@ -151,14 +165,34 @@ local ORDER_BY = {
     order_id = "order_id %s",
 }
 
+-- The sort key of each sort as a row, for the keyset condition.
+local SORT_KEY = {
+    created_at = "(%s.created_at, %s.order_id)",
+    order_total = "(%s.order_total, %s.order_id)",
+}
+
 local function order_by(alias, sort, dir)
     local d = dir == "asc" and "ASC" or "DESC"
     return format(alias .. "." .. ORDER_BY[sort], d, alias, d)
 end
 
--- args: as returned by orders.input.list_args / history_args. Returns sql, params: the
--- query answers one row per order of the page (total_count, the order columns, items),
--- or a single row with only total_count when the page is empty.
+-- "after order $n in this sort": the row comparison is an index condition on the sort's index
+-- (created_idx, total_idx, the customer index), the subquery an InitPlan run once. An `after`
+-- naming no order compares with NULL: an empty page.
+local function keyset(sort, dir, n)
+    local op = dir == "asc" and ">" or "<"
+    if sort == "order_id" then
+        return format("o.order_id %s %s", op, n)
+    end
+    return format("%s %s (SELECT %s FROM ordersapp_order a WHERE a.order_id = %s)",
+                  format(SORT_KEY[sort], "o", "o"), op,
+                  format(SORT_KEY[sort], "a", "a"):sub(2, -2), n)
+end
+
+-- args: as returned by orders.input.list_args / history_args (page, or after, and
+-- page_size). Returns sql, params: the query answers one row per order of the page plus at
+-- most one more (total_count, the order columns, items), or a single row with only
+-- total_count when the page is empty. total_count is min(matching orders, COUNT_LIMIT + 1).
 function _M.list(args)
     local where, params = {}, {}
     local function param(value)
@@ -209,17 +243,22 @@ function _M.list(args)
     end
 
     local cond = #where > 0 and concat(where, "\n   AND ") or "true"
-    local limit = param(args.page_size)
-    local offset = param((args.page - 1) * args.page_size)
+    local page_cond = cond
+    if args.after then
+        page_cond = cond .. "\n   AND " .. keyset(args.sort, args.dir, param(args.after))
+    end
+    local limit = param(args.page_size + 1)
+    local offset = param(args.after and 0 or (args.page - 1) * args.page_size)
+    local count_limit = param(_M.COUNT_LIMIT + 1)
     local sql = "WITH page AS (\n"
         .. "SELECT " .. ORDER_COLUMNS .. "\n"
         .. "  FROM ordersapp_order o\n"
-        .. " WHERE " .. cond .. "\n"
+        .. " WHERE " .. page_cond .. "\n"
         .. " ORDER BY " .. order_by("o", args.sort, args.dir) .. "\n"
         .. " LIMIT " .. limit .. " OFFSET " .. offset .. "\n)\n"
         .. "SELECT c.total_count, p.*,\n       " .. items_of("p") .. " AS items\n"
-        .. "  FROM (SELECT count(*) AS total_count FROM ordersapp_order o\n"
-        .. "         WHERE " .. cond .. ") c\n"
+        .. "  FROM (SELECT count(*) AS total_count FROM (SELECT 1 FROM ordersapp_order o\n"
+        .. "         WHERE " .. cond .. "\n         LIMIT " .. count_limit .. ") m) c\n"
         .. "  LEFT JOIN page p ON true\n"
         .. " ORDER BY " .. order_by("p", args.sort, args.dir)
     return sql, params

@@ -62,12 +62,33 @@ SELECTIVE = {
                    "created_before": "2023-03-08T00:00:00+00:00"},
     "date_range_inclusive": {"created_from": "2023-03-01T00:00:00+00:00",
                              "created_to": "2023-03-01T12:00:00+00:00", "dir": "asc"},
+    # issue 14: the count stops at 1,001 matches, so even the broadest search (every order)
+    # is cheap; keyset pages (`after`) start inside the sort's index
+    "broadest_text": {"search": {"pattern": "%sku%"}},
+    "keyset_customer": {"customer_id": 42, "after": 50000},
+    "keyset_search": {"search": {"pattern": "%sku0%"}, "after": 50000},
+}
+# the index each keyset shape's page must start from (its row comparison as an Index Cond)
+KEYSET_INDEX = {
+    "keyset_created": "ordersapp_order_created_idx",
+    "keyset_created_asc": "ordersapp_order_created_idx",
+    "keyset_total": "ordersapp_order_total_idx",
+    "keyset_id": "ordersapp_order_pkey",
+    "keyset_customer": "ordersapp_order_customer_created_idx",
+    "keyset_search": "ordersapp_order_created_idx",
 }
 UNSELECTIVE = {
     "everything": {},
     "everything_by_total": {"sort": "order_total", "dir": "asc"},
     "everything_by_id": {"sort": "order_id", "dir": "asc", "page": 40},
     "common_status": {"order_status": "DELIVERED", "page_size": 100},
+    "deep_page": {"page": 2000},
+    # unfiltered keyset pages: the page starts inside the index; the count reads 1,001 rows
+    # in whichever order is cheapest (a Seq Scan stopped by its LIMIT, by default)
+    "keyset_created": {"after": 50000},
+    "keyset_created_asc": {"after": 50000, "dir": "asc"},
+    "keyset_total": {"after": 50000, "sort": "order_total"},
+    "keyset_id": {"after": 50000, "sort": "order_id", "dir": "asc"},
     "short_text": {"search": {"pattern": "%1%"}},
     "broad_text": {"search": {"pattern": "%sku0123%"}},  # 1 % of orders: hashing wins
 }
@@ -86,6 +107,28 @@ def seq_scans(plan, found=None):
         found.append(plan["Relation Name"])
     for child in plan.get("Plans", []):
         seq_scans(child, found)
+    return found
+
+
+def index_conds(plan, found=None):
+    """(index name, index condition) of every index scan in the plan."""
+    found = [] if found is None else found
+    if "Index Name" in plan:
+        found.append((plan["Index Name"], plan.get("Index Cond", "")))
+    for child in plan.get("Plans", []):
+        index_conds(child, found)
+    return found
+
+
+def count_limits(plan, under_count=False, found=None):
+    """The Limit nodes under the count(*) aggregate."""
+    found = [] if found is None else found
+    if plan.get("Node Type") == "Limit" and under_count:
+        found.append(plan)
+    under = under_count or (plan.get("Node Type") == "Aggregate" and "count(*)" in
+                            " ".join(plan.get("Output", [])))
+    for child in plan.get("Plans", []):
+        count_limits(child, under, found)
     return found
 
 
@@ -126,6 +169,37 @@ class OrdersExplainTest(unittest.TestCase):
             with self.subTest(shape=name):
                 plan = self.explain(shape, "SET enable_seqscan = off;")
                 self.assertEqual([], seq_scans(plan), json.dumps(plan, indent=1))
+
+    def test_keyset_pages_start_inside_the_sorts_index(self):
+        names = list(KEYSET_INDEX)
+        sets = dict(SELECTIVE, **UNSELECTIVE)
+        for name, shape in zip(names, list_sql([sets[n] for n in names])):
+            with self.subTest(shape=name):
+                plan = self.explain(shape)
+                conds = [c for c in index_conds(plan) if c[0] == KEYSET_INDEX[name]]
+                self.assertTrue(any("$" in cond or "ROW(" in cond or "order_id >" in cond
+                                    for _, cond in conds), json.dumps(plan, indent=1))
+
+    def test_the_count_stops_at_the_limit(self):
+        # the broadest shapes: without the LIMIT the count reads every match
+        for name, shape in zip(("broadest", "everything"),
+                               list_sql([SELECTIVE["broadest_text"], {}])):
+            with self.subTest(shape=name):
+                out = psql(self.url, f"PREPARE q AS {shape['sql']}; EXPLAIN (ANALYZE, VERBOSE,"
+                                     " FORMAT JSON) EXECUTE q("
+                                     + ", ".join(literal(p) for p in shape["params"]) + ")")
+                plan = json.loads(out)[0]["Plan"]
+                limits = count_limits(plan)
+                self.assertTrue(limits, json.dumps(plan, indent=1))
+                self.assertLessEqual(limits[0]["Actual Rows"], 1001)
+
+    def test_the_exact_sku_filter_uses_the_btree_index(self):
+        # not the trigram index, which must intersect trigrams every SKU shares (migration 0007)
+        shape, = list_sql([SELECTIVE["sku"]])
+        plan = self.explain(shape)
+        names = {name for name, _ in index_conds(plan)}
+        self.assertIn("ordersapp_orderitem_sku_idx", names, json.dumps(plan, indent=1))
+        self.assertNotIn("ordersapp_orderitem_sku_trgm_idx", names)
 
     def test_first_pages_walk_an_index_without_sorting_everything(self):
         # the page itself (not the count) of an unfiltered list must come from an index

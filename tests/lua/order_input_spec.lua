@@ -246,6 +246,17 @@ describe("orders.input", function()
             end
         end)
 
+        it("reads after (keyset pagination) instead of a page number, never both", function()
+            assert.same({ sort = "created_at", dir = "desc", after = 77, page_size = 20 },
+                        input.list_args(get("after=77")))
+            for _, q in ipairs({ "after=0", "after=x", "after=-3", "after=1&page=2",
+                                 "after=100000000000000" }) do
+                local args, err = input.list_args(get(q))
+                assert.is_nil(args, q)
+                assert.equal("after", err.field, q)
+            end
+        end)
+
         it("keeps a timestamp upper bound inclusive", function()
             assert.equal("2024-01-01T10:00:00+00:00",
                          input.list_args(get("created_to=2024-01-01T10:00:00Z")).created_to)

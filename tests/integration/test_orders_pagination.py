@@ -1,0 +1,113 @@
+"""Lists past the count limit (issue 14): the count stops at 1,000, keyset pages (`after`)
+walk the same orders as page numbers, and `next` links past the counted orders are keyset
+links. docs/orders-api.md, "Lists and pagination", is the contract.
+
+One database with 1,250 orders of one customer, made in SQL (no saga needed), with created_at
+ties and total ties so the tie-breaks are exercised; no stand-ins.
+"""
+import unittest
+from urllib.parse import parse_qs, urlsplit
+
+from harness import Service, fresh_database, psql, run_binary
+
+CUSTOMER = 77
+N = 1250
+COUNT_LIMIT = 1000
+
+GENERATE = f"""
+INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status,
+                             order_total, created_at)
+SELECT {CUSTOMER}, 'DELIVERED', 'PAID', 'Delivered', (g % 97) + 0.5,
+       timestamptz '2024-01-01 00:00:00+00' + (g / 3) * interval '1 minute'
+  FROM generate_series(1, {N}) AS g;
+INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
+SELECT order_id, 5, 'PAGE-' || (order_id % 7), 1, 1.00
+  FROM ordersapp_order WHERE customer_id = {CUSTOMER};
+"""
+
+
+class OrdersPaginationTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.url = fresh_database("orders_pagination")
+        r = run_binary("migrate", env={"DATABASE_URL": cls.url})
+        assert r.returncode == 0, r.stderr
+        psql(cls.url, GENERATE)
+        cls.svc = Service(database_url=cls.url, workers=1).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def get(self, path, expect=200):
+        r = self.svc.request("GET", path)
+        self.assertEqual(expect, r.status, r.body)
+        return r.json()
+
+    def walk(self, first):
+        """Follows `next` from `first` to the end; returns the ids and the pages seen."""
+        ids, pages, path = [], [], first
+        while path:
+            body = self.get(path)
+            ids += [o["order_id"] for o in body["results"]]
+            pages.append(body)
+            path = body["next"]
+        return ids, pages
+
+    def expected(self, order_by):
+        out = psql(self.url, f"SELECT string_agg(order_id::text, ',' ORDER BY {order_by})"
+                             f" FROM ordersapp_order WHERE customer_id = {CUSTOMER}")
+        return [int(x) for x in out.split(",")]
+
+    def test_the_count_stops_at_the_limit_and_says_so(self):
+        body = self.get(f"/v1/orders/?customer_id={CUSTOMER}")
+        self.assertEqual((COUNT_LIMIT, True), (body["count"], body["count_capped"]))
+        body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&search=PAGE-3")
+        exact = int(psql(self.url, f"SELECT count(*) FROM ordersapp_order WHERE customer_id = {CUSTOMER}"
+                                   f" AND order_id % 7 = 3"))
+        self.assertEqual(exact, body["count"])
+        self.assertNotIn("count_capped", body)
+
+    def test_following_next_walks_every_order_once_in_order(self):
+        for query, order_by in (("", "created_at DESC, order_id DESC"),
+                                ("&dir=asc", "created_at, order_id"),
+                                ("&sort=order_total&dir=asc", "order_total, order_id"),
+                                ("&sort=order_total", "order_total DESC, order_id DESC"),
+                                ("&sort=order_id", "order_id DESC")):
+            with self.subTest(query=query):
+                ids, pages = self.walk(f"/v1/orders/?customer_id={CUSTOMER}&page_size=100{query}")
+                self.assertEqual(self.expected(order_by), ids)
+                # page numbers while the next page starts within the counted orders, then keyset
+                numbered = [p for p in pages if p["page"] is not None]
+                self.assertEqual(list(range(1, COUNT_LIMIT // 100 + 1)), [p["page"] for p in numbered])
+                self.assertIn("after=", numbered[-1]["next"])
+                self.assertNotIn("page=", numbered[-1]["next"])
+                self.assertTrue(all(p["previous"] is None for p in pages[len(numbered):]))
+
+    def test_keyset_pages_match_page_numbers(self):
+        page3 = self.get(f"/v1/orders/?customer_id={CUSTOMER}&page=3&page_size=20")
+        page2 = self.get(f"/v1/orders/?customer_id={CUSTOMER}&page=2&page_size=20")
+        after = page2["results"][-1]["order_id"]
+        keyset = self.get(f"/v1/orders/?customer_id={CUSTOMER}&after={after}&page_size=20")
+        self.assertEqual([o["order_id"] for o in page3["results"]],
+                         [o["order_id"] for o in keyset["results"]])
+        self.assertEqual(page3["count"], keyset["count"])
+        self.assertEqual(["after"], [k for k in parse_qs(urlsplit(keyset["next"]).query) if k == "after"])
+
+    def test_the_history_pages_the_same_way(self):
+        ids, pages = self.walk(f"/v1/orders/my-orders/{CUSTOMER}/?page_size=100&sort_by=Total")
+        self.assertEqual(self.expected("order_total DESC, order_id DESC"), ids)
+        self.assertIn("/my-orders/", pages[-2]["next"])
+
+    def test_after_an_unknown_order_is_an_empty_page_and_bad_cursors_are_400(self):
+        body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&after=99999999")
+        self.assertEqual(([], None), (body["results"], body["next"]))
+        for query in ("after=0", "after=x", "after=5&page=2"):
+            with self.subTest(query=query):
+                r = self.svc.request("GET", f"/v1/orders/?{query}")
+                self.assertEqual(400, r.status)
+                self.assertEqual("after", r.json()["details"]["field"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,77 @@
+package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
+
+local order_sql = require("orders.sql")
+local pagination = require("orders.pagination")
+
+local NULL = setmetatable({}, { __tostring = function() return "null" end })
+
+-- rows as orders.sql.list answers them: n orders (ids from 100 down), each carrying the count
+local function rows(n, total)
+    local out = {}
+    for i = 1, n do
+        out[i] = { total_count = total, order_id = 100 - i }
+    end
+    if n == 0 then
+        out[1] = { total_count = total, order_id = NULL }
+    end
+    return out
+end
+
+local function view(row)
+    return row.order_id
+end
+
+local function link(changes)
+    local parts = {}
+    for _, k in ipairs({ "page", "after" }) do
+        if changes[k] ~= nil then
+            parts[#parts + 1] = k .. "=" .. tostring(changes[k])
+        end
+    end
+    return table.concat(parts, "&")
+end
+
+local function envelope(args, r)
+    args.page_size = args.page_size or 2
+    return pagination.envelope(args, r, {}, view, link, NULL)
+end
+
+describe("orders.pagination", function()
+    it("pages by number while the next page is within the counted orders", function()
+        local out = envelope({ page = 1 }, rows(3, 7))
+        assert.same({ 99, 98 }, out.results)
+        assert.same({ 7, 1, "page=2", NULL }, { out.count, out.page, out.next, out.previous })
+        assert.is_nil(out.count_capped)
+        out = envelope({ page = 4 }, rows(1, 7))
+        assert.same({ 99 }, out.results)
+        assert.same({ NULL, "page=3" }, { out.next, out.previous })
+    end)
+
+    it("answers an empty page beyond the end with the count", function()
+        local out = envelope({ page = 50 }, rows(0, 7))
+        assert.same({}, out.results)
+        assert.same({ 7, NULL }, { out.count, out.next })
+    end)
+
+    it("caps the count and says so", function()
+        local out = envelope({ page = 1 }, rows(3, order_sql.COUNT_LIMIT + 1))
+        assert.same({ order_sql.COUNT_LIMIT, true }, { out.count, out.count_capped })
+        assert.equal("page=2", out.next)
+    end)
+
+    it("links past the counted orders by keyset, not by an ever larger OFFSET", function()
+        local last_page = pagination.MAX_LINKED_OFFSET / 2
+        local out = envelope({ page = last_page }, rows(3, order_sql.COUNT_LIMIT + 1))
+        assert.equal("page=false&after=98", out.next)
+        assert.equal("page=" .. (last_page - 1), out.previous)
+        out = envelope({ page = last_page - 1 }, rows(3, order_sql.COUNT_LIMIT + 1))
+        assert.equal("page=" .. last_page, out.next)
+    end)
+
+    it("keyset pages have no number and no previous link", function()
+        local out = envelope({ after = 500 }, rows(3, 7))
+        assert.same({ NULL, NULL, "after=98" }, { out.page, out.previous, out.next })
+        out = envelope({ after = 500 }, rows(2, 7))
+        assert.equal(NULL, out.next)
+    end)
+end)
