@@ -23,6 +23,7 @@
 
 #include <assert.h>
 #include <lauxlib.h>
+#include <malloc.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,9 @@ static void vm_unref(os_vm_t *vm)
             os_reload_note_draining(vm->generation, -1);
         lua_close(vm->L);
         free(vm);
+        /* A closed VM's megabytes sit between longer-lived allocations (libpq's buffers) that
+         * keep glibc from returning them; give them back now rather than at the next outage. */
+        malloc_trim(0);
     }
 }
 
