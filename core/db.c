@@ -15,6 +15,8 @@
  * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
  * once with OS_EUNAVAILABLE. Statements are prepared once per connection under the name the
  * Lua side gives them. Results are read only while !PQisBusy, until PQgetResult says NULL.
+ * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
+ * up and close enough), else to the primary.
  *
  * Ownership: the wait (queued, then the query) is the task's operation (task.h), completed
  * here exactly once; the per-task state (a held or pinned connection, the pending statement,
@@ -30,7 +32,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "random.h"
-#include "replica.h"
 #include "task.h"
 
 #include <arpa/inet.h>
@@ -947,7 +948,7 @@ int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, 
 {
     db_task_t *dt = (db_task_t *)task->ext[OS_TASK_EXT_DB];
     const char *what = name != NULL && name[0] != '\0' ? name : "(unnamed)";
-    os_db_pool_t *replica = os_replica_pool(task->worker);
+    os_db_pool_t *replica = task->worker->read_db; /* replica.c's verdict: NULL while reads stay on the primary */
     /* Inside a transaction a read must see the transaction's own writes: its connection. */
     if (replica != NULL && (dt == NULL || !dt->pinned)) {
         int rc = os_db_query_pool(replica, task, name, sql, nparams, params);

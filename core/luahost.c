@@ -8,7 +8,10 @@
  * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
  *
  * VMs are reference-counted by their tasks, so that a reload can install a new generation
- * for new requests while the old one finishes the requests it is running.
+ * for new requests while the old one finishes the requests it is running. This file also keeps
+ * which older generations are still draining (any worker's VM released with tasks running) and
+ * publishes their count as a gauge (metrics.h); reload.c decides which generation a worker
+ * serves and moves it there before a request reaches this file's handler (os_reload_register).
  *
  * What a task waits on, and the state the database and HTTP client keep per task, belong to
  * task.c and to those subsystems: freeing a task here only calls os_task_dispose().
@@ -18,13 +21,13 @@
 #include "ffi.h"
 #include "log.h"
 #include "metrics.h"
-#include "reload.h"
 #include "task.h"
 
 #include <assert.h>
 #include <lauxlib.h>
 #include <malloc.h>
 #include <lualib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +57,49 @@ typedef struct req_guard {
     lua_task_t *task;
 } req_guard_t;
 
+/* Old generations with VMs still running tasks, across the workers: generation -> VMs (one per
+ * worker at most). `draining_lock` guards the table; it is held for a few loads and stores. */
+typedef struct draining {
+    uint64_t generation;
+    size_t vms;
+} draining_t;
+static pthread_mutex_t draining_lock = PTHREAD_MUTEX_INITIALIZER;
+static draining_t *draining;
+static size_t ndraining, draining_cap;
+
+/* Counts a VM of generation that was retired with tasks still running (+1) or has finished them (-1). */
+static void note_draining(uint64_t generation, int delta)
+{
+    pthread_mutex_lock(&draining_lock);
+    size_t i = 0;
+    while (i < ndraining && draining[i].generation != generation)
+        i++;
+    if (delta > 0) {
+        if (i == ndraining && ndraining == draining_cap) {
+            size_t cap = draining_cap ? 2 * draining_cap : 8;
+            draining_t *grown = realloc(draining, cap * sizeof(*grown));
+            if (grown == NULL) { /* the gauge undercounts; nothing else depends on it */
+                pthread_mutex_unlock(&draining_lock);
+                return;
+            }
+            draining = grown;
+            draining_cap = cap;
+        }
+        if (i == ndraining)
+            draining[ndraining++] = (draining_t){generation, 0};
+        draining[i].vms++;
+    } else if (i < ndraining && --draining[i].vms == 0) {
+        draining[i] = draining[--ndraining];
+    }
+    os_metrics_set_script_generations_draining(ndraining); /* under the lock: published in order */
+    pthread_mutex_unlock(&draining_lock);
+}
+
 static void vm_unref(os_vm_t *vm)
 {
     if (--vm->refs == 0) {
         if (vm->draining)
-            os_reload_note_draining(vm->generation, -1);
+            note_draining(vm->generation, -1);
         lua_close(vm->L);
         free(vm);
         /* A closed VM's megabytes sit between longer-lived allocations (libpq's buffers) that
@@ -71,7 +112,7 @@ void os_vm_release(os_vm_t *vm)
 {
     if (vm->refs > 1) {
         vm->draining = 1;
-        os_reload_note_draining(vm->generation, 1);
+        note_draining(vm->generation, 1);
     }
     vm_unref(vm);
 }
@@ -365,7 +406,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     os_worker_t *worker = H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx);
-    os_reload_sync(worker); /* a request never starts on a generation the workers have left */
+    /* worker->vm is the live generation's: reload.c's handler, registered ahead, moved it there. */
     lua_task_t *task = task_create(worker, worker->vm->dispatch_ref);
     if (task == NULL)
         return -1;

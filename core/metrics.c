@@ -5,12 +5,13 @@
  * makes the lock-free read safe. When the table is full, new label sets fold into one
  * "overflow" route rather than growing memory without bound. A method outside the standard
  * set is counted as "other", so odd methods a client makes up never claim slots, and every
- * label value is escaped at render, so no request can make a scrape invalid.
+ * label value is escaped at render, so no request can make a scrape invalid. Process-wide
+ * gauges that other subsystems own (the scripts generations: reload.c, luahost.c) are published
+ * here by their owners, as the workers publish theirs; a scrape calls none of them back.
  */
 #include "metrics.h"
 #include "ffi.h"
 #include "jobs.h"
-#include "reload.h"
 #include "version.h"
 
 #include <dirent.h>
@@ -51,6 +52,8 @@ struct os_metrics {
 
 static os_metrics_t *registry[WORKERS_MAX];
 static atomic_int registered;
+/* Process-wide gauges their owners publish: reload.c the live generation, luahost.c the draining ones. */
+static atomic_uint_fast64_t scripts_generation, script_generations_draining;
 static time_t started_at;
 static double process_started_at; /* from /proc: what process_start_time_seconds means */
 
@@ -155,6 +158,16 @@ void os_metrics_observe_http(os_metrics_t *m, const char *route, const char *met
 void os_metrics_count_reload(os_metrics_t *m, int ok)
 {
     atomic_fetch_add_explicit(&m->reloads[ok != 0], 1, memory_order_relaxed);
+}
+
+void os_metrics_set_scripts_generation(uint64_t generation)
+{
+    atomic_store_explicit(&scripts_generation, generation, memory_order_relaxed);
+}
+
+void os_metrics_set_script_generations_draining(uint64_t generations)
+{
+    atomic_store_explicit(&script_generations_draining, generations, memory_order_relaxed);
 }
 
 void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
@@ -364,7 +377,15 @@ size_t os_metrics_render(char *buf, size_t cap)
         put(&o, "orderservice_lua_memory_bytes{worker=\"%d\"} %llu\n", registry[w]->worker_id,
             (unsigned long long)atomic_load_explicit(&registry[w]->lua_bytes, memory_order_relaxed));
     o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
-    o.len += os_reload_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
+    put(&o, "# HELP orderservice_scripts_generation The scripts generation new requests start on "
+            "(0: as started; +1 per reload asked for).\n"
+            "# TYPE orderservice_scripts_generation gauge\norderservice_scripts_generation %llu\n"
+            "# HELP orderservice_script_generations_draining Older scripts generations still "
+            "finishing requests (or jobs) that started on them.\n"
+            "# TYPE orderservice_script_generations_draining gauge\n"
+            "orderservice_script_generations_draining %llu\n",
+        (unsigned long long)atomic_load_explicit(&scripts_generation, memory_order_relaxed),
+        (unsigned long long)atomic_load_explicit(&script_generations_draining, memory_order_relaxed));
     o.len += os_metric_registry_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     render_process(&o);
     put(&o, "# HELP orderservice_build_info The running build (always 1).\n# TYPE orderservice_build_info gauge\n"

@@ -21,6 +21,10 @@ void os_metrics_observe_http(os_metrics_t *m, const char *route, const char *met
                              uint64_t duration_us);
 /** Counts a script reload that succeeded (ok = 1) or was refused (ok = 0). */
 void os_metrics_count_reload(os_metrics_t *m, int ok);
+/** Publishes the scripts generation new requests start on (reload.c, as it goes live); any thread. */
+void os_metrics_set_scripts_generation(uint64_t generation);
+/** Publishes how many older scripts generations still run tasks (luahost.c, as VMs drain); any thread. */
+void os_metrics_set_script_generations_draining(uint64_t generations);
 /** Publishes the worker's gauges (tasks running, pool occupancy) for other threads to read. */
 void os_metrics_set_gauges(os_metrics_t *m, uint64_t tasks, uint64_t db_size, uint64_t db_connected, uint64_t db_busy,
                            uint64_t db_waiting);

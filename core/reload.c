@@ -10,7 +10,9 @@
  * compares `live` with its own generation before it starts a request (one atomic load) and, when
  * they differ, installs the VM it built. So once one request has started on the new version, no
  * request starting after it, on any worker, gets the old one; no worker waits for another, and
- * the only pause is each worker's own build, as before.
+ * the only pause is each worker's own build, as before. That comparison is this file's h2o
+ * handler, registered on the Lua host's path just ahead of it (os_reload_register): it moves the
+ * worker to the live generation and passes the request on.
  *
  * A generation goes live only when every worker built it from the same files: each build is
  * bracketed by two fingerprints of the files, and a build that saw them change, or workers whose
@@ -18,11 +20,12 @@
  * of going live with two versions. A script that fails to load on any worker (logged there)
  * leaves all of them on the previous scripts. Requests already running
  * finish on the VM they started on, which is closed when its last task ends (VMs are
- * reference-counted by their tasks); /metrics shows the live generation and how many older ones
- * are still draining. No request fails because of a reload.
+ * reference-counted by their tasks, in luahost.c, which also counts the older generations still
+ * draining); this file publishes the live generation for /metrics. No request fails because of
+ * a reload.
  *
- * `lock` guards the workers' built generations (read across workers for the switch) and the
- * draining table; it is held for a few loads and stores, never across a build or a Lua call.
+ * `lock` guards the workers' built generations (read across workers for the switch); it is held
+ * for a few loads and stores, never across a build or a Lua call.
  */
 #define _GNU_SOURCE /* nftw */
 #include "reload.h"
@@ -47,14 +50,6 @@ static atomic_uint_fast64_t live;      /* the generation every worker starts new
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static os_worker_t *all_workers;
 static int nall_workers;
-
-/* Old generations with VMs still running tasks: generation -> VMs (one per worker at most). */
-typedef struct draining {
-    uint64_t generation;
-    size_t vms;
-} draining_t;
-static draining_t *draining;
-static size_t ndraining, draining_cap;
 
 void os_reload_init(os_worker_t *workers, int nworkers)
 {
@@ -149,7 +144,8 @@ static void retire(os_worker_t *worker, os_vm_t *old)
     os_log(OS_LOG_INFO, "scripts reloaded");
 }
 
-void os_reload_sync(os_worker_t *worker)
+/* Moves worker to the live generation if the workers switched (one atomic load when they did not). */
+static void sync_generation(os_worker_t *worker)
 {
     uint64_t g = atomic_load(&live);
     if (g == worker->vm_generation)
@@ -162,7 +158,7 @@ void os_reload_sync(os_worker_t *worker)
 
 void os_reload_poll(os_worker_t *worker)
 {
-    os_reload_sync(worker);
+    sync_generation(worker);
     uint64_t wanted = atomic_load(&requested);
     if (wanted == worker->tried_generation)
         return;
@@ -197,6 +193,7 @@ void os_reload_poll(os_worker_t *worker)
     built = all_built(wanted, files);
     if (built > 0) {
         atomic_store(&live, wanted);
+        os_metrics_set_scripts_generation(wanted); /* under the lock: published in order */
         switched = 1;
     } else if (built < 0) {
         os_reload_request(); /* the files changed between the workers' builds: build again */
@@ -208,48 +205,19 @@ void os_reload_poll(os_worker_t *worker)
         os_vm_release(dropped); /* never ran a task: closed at once */
     if (switched)
         os_log(OS_LOG_INFO, "every worker built scripts generation %llu: switching", (unsigned long long)wanted);
-    os_reload_sync(worker);
+    sync_generation(worker);
 }
 
-void os_reload_note_draining(uint64_t generation, int delta)
+/* Ahead of the Lua host: a request never starts on a generation the workers have left. */
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    pthread_mutex_lock(&lock);
-    size_t i = 0;
-    while (i < ndraining && draining[i].generation != generation)
-        i++;
-    if (delta > 0) {
-        if (i == ndraining && ndraining == draining_cap) {
-            size_t cap = draining_cap ? 2 * draining_cap : 8;
-            draining_t *grown = realloc(draining, cap * sizeof(*grown));
-            if (grown == NULL) { /* the gauge undercounts; nothing else depends on it */
-                pthread_mutex_unlock(&lock);
-                return;
-            }
-            draining = grown;
-            draining_cap = cap;
-        }
-        if (i == ndraining)
-            draining[ndraining++] = (draining_t){generation, 0};
-        draining[i].vms++;
-    } else if (i < ndraining && --draining[i].vms == 0) {
-        draining[i] = draining[--ndraining];
-    }
-    pthread_mutex_unlock(&lock);
+    (void)self;
+    sync_generation(H2O_STRUCT_FROM_MEMBER(os_worker_t, ctx, req->conn->ctx));
+    return -1; /* the next handler (the Lua host) answers */
 }
 
-size_t os_reload_render(char *buf, size_t cap)
+void os_reload_register(h2o_pathconf_t *pathconf)
 {
-    pthread_mutex_lock(&lock);
-    size_t generations = ndraining;
-    pthread_mutex_unlock(&lock);
-    int n = snprintf(buf, cap,
-                     "# HELP orderservice_scripts_generation The scripts generation new requests start on "
-                     "(0: as started; +1 per reload asked for).\n"
-                     "# TYPE orderservice_scripts_generation gauge\norderservice_scripts_generation %llu\n"
-                     "# HELP orderservice_script_generations_draining Older scripts generations still "
-                     "finishing requests (or jobs) that started on them.\n"
-                     "# TYPE orderservice_script_generations_draining gauge\n"
-                     "orderservice_script_generations_draining %zu\n",
-                     (unsigned long long)atomic_load(&live), generations);
-    return n > 0 ? (size_t)n : 0;
+    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof(*handler));
+    handler->on_req = on_req;
 }

@@ -5,6 +5,7 @@
 #ifndef OS_RELOAD_H
 #define OS_RELOAD_H
 
+#include <h2o.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,11 +19,8 @@ void os_reload_request(void);
 uint64_t os_reload_fingerprint(void);
 /** Called from a worker's tick: builds the requested generation; the last worker to build it switches all. */
 void os_reload_poll(os_worker_t *worker);
-/** Called before a worker starts a request: moves it to the live generation if the workers switched. */
-void os_reload_sync(os_worker_t *worker);
-/** Counts a VM of generation that was retired with tasks still running (+1) or has finished them (-1). */
-void os_reload_note_draining(uint64_t generation, int delta);
-/** Appends the reload gauges in the Prometheus text format; returns the length the whole text needs. */
-size_t os_reload_render(char *buf, size_t cap);
+/** Registers, on pathconf and just before the Lua host's handler, the h2o handler that moves the worker to
+ *  the live generation (if the workers switched) and passes every request on. */
+void os_reload_register(h2o_pathconf_t *pathconf);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * replica.c - owns each worker's read replica (DATABASE_READ_URL, READ_MAX_LAG_MS): its pool,
- * and the one flag the request path reads to decide whether a read may go there.
+ * and the verdict the request path follows to decide whether a read may go there, published as
+ * worker->read_db (the replica's pool, or NULL) for db.c's read path to consult.
  *
  * The lag is measured off the request path: a timer on the worker runs one probe at a time on
  * the replica's pool, through the same non-blocking path as a request's query (a task of this
@@ -56,6 +57,7 @@ static void set_usable(os_replica_t *r, int usable, const char *why)
     else if (!usable && (r->usable || strcmp(r->why, why) != 0))
         os_log(OS_LOG_WARN, "reads go to the primary: %s", why);
     r->usable = usable;
+    r->worker->read_db = usable ? r->pool : NULL;
     snprintf(r->why, sizeof(r->why), "%s", usable ? "" : why);
 }
 
@@ -128,12 +130,6 @@ os_replica_t *os_replica_create(os_worker_t *worker, const char *conninfo, size_
     return r;
 }
 
-os_db_pool_t *os_replica_pool(os_worker_t *worker)
-{
-    os_replica_t *r = worker->replica;
-    return r != NULL && r->usable ? r->pool : NULL;
-}
-
 void os_replica_stop(os_replica_t *r)
 {
     if (r == NULL)
@@ -142,6 +138,7 @@ void os_replica_stop(os_replica_t *r)
     os_task_dispose(&r->probe);
     r->probe_started_ms = 0;
     r->usable = 0;
+    r->worker->read_db = NULL;
 }
 
 void os_replica_destroy(os_replica_t *r)

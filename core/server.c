@@ -241,6 +241,7 @@ static void configure_h2o(void)
     h2o_pathconf_t *root = h2o_config_register_path(host, "/", 0);
     /* Handlers run in registration order; the framing check passes (-1) on sound requests. */
     os_framing_register(host, root);
+    os_reload_register(root); /* moves the worker to the live scripts generation, then passes */
     os_luahost_register(root);
     h2o_filter_t *filter = h2o_create_filter(root, sizeof(*filter));
     filter->on_setup_ostream = close_when_draining;

@@ -37,6 +37,9 @@ typedef struct os_worker {
     uint64_t tried_generation;
     os_db_pool_t *db;   /* NULL when DATABASE_URL is not set */
     os_replica_t *replica; /* NULL when DATABASE_READ_URL is not set */
+    /* replica.c's verdict, which db.c's read path follows: the replica's pool while reads may
+     * go there (up and within READ_MAX_LAG_MS), else NULL. */
+    os_db_pool_t *read_db;
     os_metrics_t *metrics;
     os_http_pools_t *http;
     size_t tasks_running;
