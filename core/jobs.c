@@ -13,6 +13,7 @@
 #include "jobs.h"
 #include "ffi.h"
 #include "timer.h"
+#include "text.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -92,16 +93,10 @@ size_t os_jobs_stalled(char *buf, size_t cap)
 
 size_t os_jobs_render(char *buf, size_t cap)
 {
-    size_t len = 0;
-#define PUT(...)                                                                                                       \
-    do {                                                                                                               \
-        int n_ = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, __VA_ARGS__);                       \
-        if (n_ > 0)                                                                                                    \
-            len += (size_t)n_;                                                                                         \
-    } while (0)
+    os_text_t o = {buf, cap, 0};
     pthread_mutex_lock(&lock);
     if (njobs > 0)
-        PUT("# HELP orderservice_jobs_last_success_timestamp_seconds When each background job last completed a "
+        os_text_put(&o, "# HELP orderservice_jobs_last_success_timestamp_seconds When each background job last completed a "
             "cycle (Unix time; 0: never).\n# TYPE orderservice_jobs_last_success_timestamp_seconds gauge\n");
     /* Job names come from routes.lua as Lua identifiers-like keys; quote and backslash are escaped anyway. */
     for (size_t i = 0; i < njobs; i++) {
@@ -112,9 +107,8 @@ size_t os_jobs_render(char *buf, size_t cap)
             *p++ = *s == '\n' ? ' ' : *s;
         }
         *p = '\0';
-        PUT("orderservice_jobs_last_success_timestamp_seconds{job=\"%s\"} %.3f\n", name, jobs[i].last_success_unix);
+        os_text_put(&o, "orderservice_jobs_last_success_timestamp_seconds{job=\"%s\"} %.3f\n", name, jobs[i].last_success_unix);
     }
     pthread_mutex_unlock(&lock);
-#undef PUT
-    return len;
+    return o.len;
 }

@@ -17,6 +17,7 @@
 #include "ffi.h"
 #include "timer.h"
 #include "worker.h"
+#include "text.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -423,44 +424,37 @@ static double read_cell(const family_t *f, int cell)
 
 size_t os_metric_registry_render(char *buf, size_t cap)
 {
-    size_t len = 0;
-#define PUT(...)                                                                                                       \
-    do {                                                                                                               \
-        int n_ = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, __VA_ARGS__);                       \
-        if (n_ > 0)                                                                                                    \
-            len += (size_t)n_;                                                                                         \
-    } while (0)
+    os_text_t o = {buf, cap, 0};
     static const char *const types[] = {"counter", "gauge", "histogram"};
     int n = atomic_load_explicit(&nfamilies, memory_order_acquire);
     for (int i = 0; i < n; i++) {
         const family_t *f = &families[i];
         /* Help text is escaped like the format asks (backslash and newline). */
-        PUT("# HELP %s ", f->name);
+        os_text_put(&o, "# HELP %s ", f->name);
         for (const char *p = f->help; *p; p++)
-            PUT("%s", *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (char[]){*p, 0});
-        PUT("\n# TYPE %s %s\n", f->name, types[f->type]);
+            os_text_put(&o, "%s", *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : (char[]){*p, 0});
+        os_text_put(&o, "\n# TYPE %s %s\n", f->name, types[f->type]);
         for (int s = atomic_load_explicit(&f->head, memory_order_acquire); s >= 0;
              s = atomic_load_explicit(&series_table[s].next, memory_order_acquire)) {
             const series_t *se = &series_table[s];
             const char *open = se->rendered[0] ? "{" : "", *close = se->rendered[0] ? "}" : "";
             if (f->type != OS_METRIC_HISTOGRAM) {
-                PUT("%s%s%s%s %.15g\n", f->name, open, se->rendered, close, read_cell(f, se->cell));
+                os_text_put(&o, "%s%s%s%s %.15g\n", f->name, open, se->rendered, close, read_cell(f, se->cell));
                 continue;
             }
             double count = read_cell(f, se->cell), cumulative = 0;
             const char *sep = se->rendered[0] ? "," : "";
             for (int b = 0; b < f->nbuckets; b++) {
                 cumulative += read_cell(f, se->cell + 2 + b);
-                PUT("%s_bucket{%s%sle=\"%g\"} %.15g\n", f->name, se->rendered, sep, f->buckets[b],
+                os_text_put(&o, "%s_bucket{%s%sle=\"%g\"} %.15g\n", f->name, se->rendered, sep, f->buckets[b],
                     cumulative > count ? count : cumulative);
             }
-            PUT("%s_bucket{%s%sle=\"+Inf\"} %.15g\n", f->name, se->rendered, sep, count);
-            PUT("%s_sum%s%s%s %.15g\n", f->name, open, se->rendered, close, read_cell(f, se->cell + 1));
-            PUT("%s_count%s%s%s %.15g\n", f->name, open, se->rendered, close, count);
+            os_text_put(&o, "%s_bucket{%s%sle=\"+Inf\"} %.15g\n", f->name, se->rendered, sep, count);
+            os_text_put(&o, "%s_sum%s%s%s %.15g\n", f->name, open, se->rendered, close, read_cell(f, se->cell + 1));
+            os_text_put(&o, "%s_count%s%s%s %.15g\n", f->name, open, se->rendered, close, count);
         }
     }
-#undef PUT
-    return len;
+    return o.len;
 }
 
 void os_metric_registry_free(void)

@@ -12,10 +12,10 @@
 #include "metrics.h"
 #include "ffi.h"
 #include "jobs.h"
+#include "text.h"
 #include "version.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,23 +184,6 @@ void os_metrics_set_worker(os_metrics_t *m, uint64_t lua_bytes, uint64_t connect
     atomic_store_explicit(&m->connections, connections, memory_order_relaxed);
 }
 
-/* Render into buf while counting what the whole text needs, so a short buffer can be retried. */
-typedef struct out {
-    char *buf;
-    size_t cap, len;
-} out_t;
-
-static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(out_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->len < o->cap ? o->buf + o->len : NULL, o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n;
-}
-
 /* A label value per the text format: backslash, double quote and newline escaped. */
 typedef struct label {
     char text[2 * sizeof(((slot_t *)0)->route) + 1];
@@ -257,7 +240,7 @@ static size_t aggregate(agg_t *aggs, size_t max, int by_status)
 }
 
 /* The standard process_* series (what Prometheus' client libraries export), read from /proc. */
-static void render_process(out_t *o)
+static void render_process(os_text_t *o)
 {
     char buf[1024];
     long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -286,39 +269,39 @@ static void render_process(out_t *o)
     }
     struct rlimit lim;
     double max_fds = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? (double)lim.rlim_cur : -1;
-    put(o, "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
+    os_text_put(o, "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n",
         hz > 0 ? (double)(utime + stime) / (double)hz : 0.0);
-    put(o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+    os_text_put(o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n",
         pages * (unsigned long long)(page > 0 ? page : 4096));
-    put(o, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
+    os_text_put(o, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
            "process_open_fds %llu\n", fds);
     if (max_fds >= 0)
-        put(o, "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n"
+        os_text_put(o, "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n"
                "process_max_fds %.0f\n", max_fds);
-    put(o, "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n"
+    os_text_put(o, "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n"
            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n", process_started_at);
 }
 
 size_t os_metrics_render(char *buf, size_t cap)
 {
-    out_t o = {buf, cap, 0};
+    os_text_t o = {buf, cap, 0};
     size_t max = SLOTS * 4;
     agg_t *aggs = malloc(max * sizeof(*aggs));
     if (aggs == NULL)
         return 0;
 
-    put(&o, "# HELP orderservice_http_requests_total HTTP requests answered, by route pattern, method and status.\n"
+    os_text_put(&o, "# HELP orderservice_http_requests_total HTTP requests answered, by route pattern, method and status.\n"
             "# TYPE orderservice_http_requests_total counter\n");
     label_t route, method;
     size_t n = aggregate(aggs, max, 1);
     for (size_t i = 0; i < n; i++)
-        put(&o, "orderservice_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+        os_text_put(&o, "orderservice_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
             escape_label(&route, aggs[i].key->route), escape_label(&method, aggs[i].key->method), aggs[i].key->status,
             (unsigned long long)aggs[i].count);
 
-    put(&o, "# HELP orderservice_http_request_duration_seconds Time from request to response, by route pattern and method.\n"
+    os_text_put(&o, "# HELP orderservice_http_request_duration_seconds Time from request to response, by route pattern and method.\n"
             "# TYPE orderservice_http_request_duration_seconds histogram\n");
     n = aggregate(aggs, max, 0);
     for (size_t i = 0; i < n; i++) {
@@ -326,13 +309,13 @@ size_t os_metrics_render(char *buf, size_t cap)
         const char *r = escape_label(&route, aggs[i].key->route), *m = escape_label(&method, aggs[i].key->method);
         for (size_t b = 0; b < NBUCKETS; b++) {
             cumulative += aggs[i].buckets[b];
-            put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+            os_text_put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
                 r, m, bucket_bounds[b], (unsigned long long)cumulative);
         }
-        put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+        os_text_put(&o, "orderservice_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
             r, m, (unsigned long long)aggs[i].count);
-        put(&o, "orderservice_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n", r, m, (double)aggs[i].sum_us / 1e6);
-        put(&o, "orderservice_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n", r, m, (unsigned long long)aggs[i].count);
+        os_text_put(&o, "orderservice_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.6f\n", r, m, (double)aggs[i].sum_us / 1e6);
+        os_text_put(&o, "orderservice_http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n", r, m, (unsigned long long)aggs[i].count);
     }
     free(aggs);
 
@@ -350,34 +333,34 @@ size_t os_metrics_render(char *buf, size_t cap)
         uint64_t sum = 0;
         for (int w = 0; w < workers; w++)
             sum += atomic_load_explicit(&registry[w]->gauges[g], memory_order_relaxed);
-        put(&o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[g].name, gauges[g].help, gauges[g].name,
+        os_text_put(&o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[g].name, gauges[g].help, gauges[g].name,
             gauges[g].name, (unsigned long long)sum);
     }
     uint64_t reloads[2] = {0, 0};
     for (int w = 0; w < workers; w++)
         for (int r = 0; r < 2; r++)
             reloads[r] += atomic_load_explicit(&registry[w]->reloads[r], memory_order_relaxed);
-    put(&o, "# HELP orderservice_script_reloads_total Script reloads per worker, by result.\n"
+    os_text_put(&o, "# HELP orderservice_script_reloads_total Script reloads per worker, by result.\n"
             "# TYPE orderservice_script_reloads_total counter\n"
             "orderservice_script_reloads_total{result=\"ok\"} %llu\n"
             "orderservice_script_reloads_total{result=\"failed\"} %llu\n",
         (unsigned long long)reloads[1], (unsigned long long)reloads[0]);
-    put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
+    os_text_put(&o, "# HELP orderservice_workers Worker threads serving requests.\n# TYPE orderservice_workers gauge\n"
             "orderservice_workers %d\n",
         workers);
     uint64_t connections = 0;
     for (int w = 0; w < workers; w++)
         connections += atomic_load_explicit(&registry[w]->connections, memory_order_relaxed);
-    put(&o, "# HELP orderservice_http_connections_active HTTP connections open (published every 100 ms).\n"
+    os_text_put(&o, "# HELP orderservice_http_connections_active HTTP connections open (published every 100 ms).\n"
             "# TYPE orderservice_http_connections_active gauge\norderservice_http_connections_active %llu\n",
         (unsigned long long)connections);
-    put(&o, "# HELP orderservice_lua_memory_bytes Memory of each worker's current Lua VM (published every 100 ms).\n"
+    os_text_put(&o, "# HELP orderservice_lua_memory_bytes Memory of each worker's current Lua VM (published every 100 ms).\n"
             "# TYPE orderservice_lua_memory_bytes gauge\n");
     for (int w = 0; w < workers; w++)
-        put(&o, "orderservice_lua_memory_bytes{worker=\"%d\"} %llu\n", registry[w]->worker_id,
+        os_text_put(&o, "orderservice_lua_memory_bytes{worker=\"%d\"} %llu\n", registry[w]->worker_id,
             (unsigned long long)atomic_load_explicit(&registry[w]->lua_bytes, memory_order_relaxed));
     o.len += os_jobs_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
-    put(&o, "# HELP orderservice_scripts_generation The scripts generation new requests start on "
+    os_text_put(&o, "# HELP orderservice_scripts_generation The scripts generation new requests start on "
             "(0: as started; +1 per reload asked for).\n"
             "# TYPE orderservice_scripts_generation gauge\norderservice_scripts_generation %llu\n"
             "# HELP orderservice_script_generations_draining Older scripts generations still "
@@ -388,10 +371,10 @@ size_t os_metrics_render(char *buf, size_t cap)
         (unsigned long long)atomic_load_explicit(&script_generations_draining, memory_order_relaxed));
     o.len += os_metric_registry_render(o.len < cap ? buf + o.len : NULL, o.len < cap ? cap - o.len : 0);
     render_process(&o);
-    put(&o, "# HELP orderservice_build_info The running build (always 1).\n# TYPE orderservice_build_info gauge\n"
+    os_text_put(&o, "# HELP orderservice_build_info The running build (always 1).\n# TYPE orderservice_build_info gauge\n"
             "orderservice_build_info{version=\"%s\"} 1\n",
         OS_VERSION);
-    put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
+    os_text_put(&o, "# HELP orderservice_start_time_seconds When the process started (Unix time).\n"
             "# TYPE orderservice_start_time_seconds gauge\norderservice_start_time_seconds %lld\n",
         (long long)started_at);
     if (o.len < cap)

@@ -3,6 +3,7 @@ database in the test cluster (started by ctest's pg_start fixture), and plain HT
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 
 BIN = os.environ["ORDERSERVICE_BIN"]
 SOURCE_DIR = os.environ["SOURCE_DIR"]
@@ -200,3 +202,25 @@ def start_standins():
     env = {"INVENTORY_SERVICE_URL": base + "/inventory", "PAYMENT_SERVICE_URL": base + "/payment",
            "SHIPPING_SERVICE_URL": base + "/shipping", "NOTIFICATION_SERVICE_URL": base + "/notification/"}
     return standin, env
+
+
+PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
+
+
+class PrivateClusterCase(unittest.TestCase):
+    """A test case with its own PostgreSQL cluster (tools/pgcluster), so stopping or restarting
+    it disturbs no other test: self.pg("start") returns its URL, self.pg("stop") stops it."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="os-cluster-", dir="/tmp")
+        os.chmod(self.dir, 0o755)  # the postgres user (under root) must reach the cluster below
+        self.pgdata = os.path.join(self.dir, "pg")
+        self.pgport = free_port()
+
+    def tearDown(self):
+        subprocess.run([PGCLUSTER, "stop", self.pgdata], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pg(self, action):
+        args = [PGCLUSTER, action, self.pgdata] + ([str(self.pgport)] if action == "start" else [])
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()

@@ -5,19 +5,15 @@ out, are refused, or meet a kept-alive connection the server dropped. Real Postg
 real binary, real HTTP; every wait is on a condition."""
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from harness import (SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, start_standins,
+from harness import (PrivateClusterCase, Load, Service, free_port, fresh_database, psql, run_binary, start_standins,
                      wait_until)
 
-PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
 ADMIN_URL = os.environ["PG_ADMIN_URL"]
 PG_PORT = int(os.environ["PG_PORT"])
 ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
@@ -78,23 +74,9 @@ class JobsSurviveTerminatedBackends(unittest.TestCase):
             self.assertNotIn("ignored a completion", logs)
 
 
-class Restart(unittest.TestCase):
+class Restart(PrivateClusterCase):
     """PostgreSQL (a private cluster, so no other test is disturbed) stopped and started
     under a load of reads and creates."""
-
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="os-faults-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.pgdata = os.path.join(self.dir, "pg")
-        self.pgport = free_port()
-
-    def tearDown(self):
-        subprocess.run([PGCLUSTER, "stop", self.pgdata], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def pg(self, action):
-        args = [PGCLUSTER, action, self.pgdata] + ([str(self.pgport)] if action == "start" else [])
-        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
     def test_restart_under_load_gives_503s_only_during_the_outage_never_500_and_jobs_resume(self):
         url = self.pg("start")

@@ -2,16 +2,12 @@
 behaviour through a PostgreSQL outage (a real cluster stopped and restarted)."""
 import asyncio
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from harness import ADMIN_TOKEN, SOURCE_DIR, Load, Service, free_port, fresh_database, psql, run_binary, wait_until
+from harness import ADMIN_TOKEN, SOURCE_DIR, Load, PrivateClusterCase, Service, fresh_database, psql, run_binary, wait_until
 
-PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
 
 
 async def _get(port, path):
@@ -118,22 +114,8 @@ class Pool(unittest.TestCase):
             self.assertEqual(svc.request("GET", "/health/").status, 200)
 
 
-class Outage(unittest.TestCase):
+class Outage(PrivateClusterCase):
     """A private cluster, so stopping it disturbs no other test."""
-
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="os-outage-", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.pgdata = os.path.join(self.dir, "pg")
-        self.pgport = free_port()
-
-    def tearDown(self):
-        subprocess.run([PGCLUSTER, "stop", self.pgdata], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def pg(self, action):
-        args = [PGCLUSTER, action, self.pgdata] + ([str(self.pgport)] if action == "start" else [])
-        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
     @staticmethod
     def wait_for(svc, status):

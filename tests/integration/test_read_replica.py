@@ -12,9 +12,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import SOURCE_DIR, Service, free_port, psql, run_binary, start_standins, wait_until
+from harness import PGCLUSTER, Service, free_port, psql, run_binary, start_standins, wait_until
 
-PGCLUSTER = os.path.join(SOURCE_DIR, "tools/pgcluster")
 PG_PORT = int(os.environ["PG_PORT"])
 ORDER = {"customer_id": 4242, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 1, "unit_price": "10.00"}]}
 
