@@ -45,7 +45,7 @@ local LOCK = db.statement("orders_lock", order_sql.LOCK)
 local INSERT_ORDER = db.statement("orders_insert", order_sql.INSERT_ORDER)
 local INSERT_ITEMS = db.statement("orders_insert_items", order_sql.INSERT_ITEMS)
 local INSERT_EVENT = db.statement("orders_insert_event", order_sql.INSERT_EVENT)
-local INSERT_SAGA = db.statement("orders_insert_saga", "INSERT INTO order_sagas (order_id, step) VALUES ($1, 'reserving')")
+local INSERT_SAGA = db.statement("orders_insert_saga", order_sql.INSERT_SAGA)
 local UPDATE_STATUS = db.statement("orders_update_status", order_sql.UPDATE_STATUS)
 local OWNER = db.statement("orders_owner", order_sql.OWNER)
 

@@ -63,6 +63,9 @@ SELECT $1, x.product_id, x.sku, x.quantity, x.unit_price
        WITH ORDINALITY AS x (product_id, sku, quantity, unit_price, n)
  ORDER BY x.n]]
 
+-- A new order's saga starts at its first step, in the transaction that inserts the order.
+_M.INSERT_SAGA = [[INSERT INTO order_sagas (order_id, step) VALUES ($1, 'reserving')]]
+
 _M.INSERT_EVENT = [[
 INSERT INTO order_events (order_id, field, from_status, to_status, actor, reason)
 VALUES ($1, $2, $3, $4, $5, $6)]]
