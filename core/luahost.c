@@ -36,6 +36,7 @@ struct os_vm {
     lua_State *L;
     int dispatch_ref;
     int background_ref;
+    int spawn_ref; /* host.lua's spawned(task_ptr, id): runs a function async.spawn queued */
     size_t refs; /* the worker's reference plus one per running task */
     uint64_t generation;
     int draining; /* released by its worker while tasks still ran on it */
@@ -50,6 +51,7 @@ typedef struct lua_task {
     h2o_req_t *req; /* NULL once the client has gone away */
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
     int background; /* a job runner, not a request: counted in jobs_running, not tasks_running */
+    int spawned;    /* started by async.spawn (also background): its end is not the job runner's */
     uint64_t started_us;
 } lua_task_t;
 
@@ -183,6 +185,8 @@ os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_
     vm->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "background");
     vm->background_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "spawned");
+    vm->spawn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
     vm->generation = generation;
     lua_settop(L, 0);
@@ -263,6 +267,8 @@ static void finish(lua_task_t *task)
     size_t len = 0;
     const char *body = lua_tolstring(co, 2, &len);
     const char *route = lua_tostring(co, 4);
+    if (task->spawned)
+        return;
     if (task->background) {
         /* The job runner returns when a reload retired its VM or the worker stops: routine. */
         os_log(OS_LOG_INFO, "background jobs stopped");
@@ -418,6 +424,54 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     push_request(task->co, req);
     task_step(task, 2);
     return 0;
+}
+
+/* A spawned task's first step: the loop runs it (its parent is running Lua when it spawns,
+ * and a coroutine cannot be resumed from inside an FFI call). The stack holds the runner,
+ * the task pointer and the id: no status is pushed for this first resume. */
+static void spawn_start(os_task_t *base, int status)
+{
+    (void)status;
+    lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base);
+    base->resume = task_resume;
+    task_step(task, 2);
+}
+
+int os_task_spawn(os_task_t *parent_base, int64_t id)
+{
+    lua_task_t *parent = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, parent_base);
+    os_worker_t *worker = parent_base->worker;
+    os_vm_t *vm = parent->vm;
+    lua_task_t *task = calloc(1, sizeof(*task));
+    if (task == NULL) {
+        os_task_set_error(parent_base, "out of memory");
+        return OS_ERR;
+    }
+    /* On the parent's VM (not necessarily the worker's current one after a reload): the
+     * function it runs lives there. */
+    os_task_init(&task->base, worker, spawn_start);
+    task->vm = vm;
+    task->started_us = os_clock_us();
+    vm->refs++;
+    task->co = lua_newthread(vm->L);
+    task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    lua_rawgeti(task->co, LUA_REGISTRYINDEX, vm->spawn_ref);
+    lua_pushlightuserdata(task->co, &task->base);
+    lua_pushnumber(task->co, (lua_Number)id);
+    task->background = 1;
+    task->spawned = 1;
+    worker->jobs_running++; /* a drain waits for it like for the job runner that spawned it */
+    /* Started by the loop through the task's deferred-resume operation (task.c), so that
+     * disposing the task before it starts cancels the start like any other wait. */
+    os_op_t *op = &task->base.resume_op;
+    os_op_begin(&task->base, op, OS_OP_RESUME, op->cancel);
+    task->base.resume_status = OS_OK;
+    if (os_timer_start(&worker->timers, &task->base.resume_timer, 0) != 0) {
+        task_free(task); /* cancels the op it never armed: stopping an idle timer is harmless */
+        os_task_set_error(parent_base, "out of memory");
+        return OS_ERR;
+    }
+    return OS_OK;
 }
 
 void os_luahost_start_background(os_worker_t *worker)

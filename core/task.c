@@ -146,6 +146,16 @@ int os_task_sleep(os_task_t *task, int64_t ms)
     return OS_OK;
 }
 
+int os_task_wake(os_task_t *task)
+{
+    /* Only a sleep is ended early: any other wait (a query, a call) must complete on its own. */
+    if (task->op != &task->sleep_op)
+        return 0;
+    os_timer_stop(&task->worker->timers, &task->sleep_timer);
+    os_op_complete(&task->sleep_op, OS_OK); /* deferred to the loop when Lua is running */
+    return 1;
+}
+
 int64_t os_monotonic_us(void)
 {
     return (int64_t)os_clock_us();

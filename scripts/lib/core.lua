@@ -43,6 +43,8 @@ const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
 int os_task_retired(os_task_t *task);
+int os_task_spawn(os_task_t *task, int64_t id);
+int os_task_wake(os_task_t *task);
 int64_t os_monotonic_ms(void);
 int64_t os_monotonic_us(void);
 

@@ -200,6 +200,30 @@ class Replicas(SagaCase):
         self.assertEqual(len(set(keys)), 40, "a row was delivered more than once")
 
 
+class OutboxKeepsUp(SagaCase):
+    service_env = {"OUTBOX_CONCURRENCY": "8"}
+
+    def test_a_burst_is_delivered_exactly_once_with_several_calls_in_flight(self):
+        # Every shipment and notification answers 50 ms late: one delivery at a time would
+        # need 200 x 2 x 50 ms = 20 s; the job keeps up to OUTBOX_CONCURRENCY calls in flight.
+        self.behave({"ship": {"delay_ms": 50}, "notify": {"delay_ms": 50}})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: self.create(), range(200)))
+        self.assertEqual([r.status for r in results], [201] * 200)
+        ids = [r.json()["order_id"] for r in results]
+        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
+                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
+                   seconds=60, what="the burst's delivery")
+        for step in ("ship", "notify"):
+            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
+            keys = [c["idempotency_key"] for c in calls]
+            self.assertEqual(len(keys), 200, step)
+            self.assertEqual(len(set(keys)), 200, f"a {step} row was delivered more than once")
+            most = max(c["in_flight"] for c in calls)
+            self.assertGreater(most, 1, f"{step}: the stand-in never saw two calls at once")
+            self.assertLessEqual(most, 8, f"{step}: more calls in flight than OUTBOX_CONCURRENCY")
+
+
 class Breaker(SagaCase):
     # A cool-down no busy machine outlasts between the third failure and the next create.
     service_env = {"BREAKER_FAILURES": "3", "BREAKER_COOLDOWN_MS": "5000"}
