@@ -54,7 +54,8 @@ enum {
     OS_ERR = -1,          /* the operation failed (for a query: see os_db_sqlstate) */
     OS_EUNAVAILABLE = -2, /* the database / downstream cannot be reached */
     OS_ETIMEDOUT = -3,    /* no connection became free, or the call took too long or broke after it was sent */
-    OS_ESTATE = -4        /* called in the wrong state (caller bug) */
+    OS_ESTATE = -4,        /* called in the wrong state (caller bug) */
+    OS_ECANCELED = -5      /* the client went away: the request's wait was abandoned, and every later one fails at once */
 };
 
 /* ---- tasks: one per request coroutine; Lua receives its pointer as an argument ---- */

@@ -10,7 +10,7 @@ local C = require("lib.core")
 
 local running, yield = coroutine.running, coroutine.yield
 
-local OK = C.OS_OK
+local OK, ECANCELED = C.OS_OK, C.OS_ECANCELED
 
 local _M = {}
 
@@ -33,10 +33,18 @@ function _M.task()
     return task
 end
 
+-- What a wait raises when the request's client went away (the C core cancelled the wait,
+-- OS_ECANCELED: only for GET and HEAD): the handler unwinds without doing more work, and
+-- host.lua answers nobody (a 499 in the metrics and the access log).
+_M.CANCELLED = setmetatable({}, { __tostring = function() return "client gone" end })
+
 -- Turns a start call's status into the operation's final status.
 function _M.wait(rc)
     if rc == OK then
         rc = yield()
+    end
+    if rc == ECANCELED then
+        error(_M.CANCELLED, 0)
     end
     return rc
 end

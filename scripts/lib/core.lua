@@ -35,7 +35,8 @@ enum {
     OS_ERR = -1,
     OS_EUNAVAILABLE = -2,
     OS_ETIMEDOUT = -3,
-    OS_ESTATE = -4
+    OS_ESTATE = -4,
+    OS_ECANCELED = -5
 };
 
 typedef struct os_task os_task_t;

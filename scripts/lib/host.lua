@@ -95,7 +95,11 @@ local function run(chain, handler, route_name, req)
             error("handler for " .. route_name .. " returned no response", 0)
         end
     end, traceback)
-    if not ok then
+    if not ok and err == async.CANCELLED then
+        -- the client went away (async.wait): nobody reads this answer
+        log.debug("request abandoned: client gone", { request_id = req.request_id, route = route_name })
+        resp = response.json(499, { error = "client gone", request_id = req.request_id })
+    elseif not ok then
         resp = internal_error(req, route_name, err)
     end
     for i = ran, 1, -1 do
