@@ -226,6 +226,7 @@ static const char *reason_phrase(int status)
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
+    case 499: return "Client Closed Request"; /* nginx's: the client went away (never reaches it) */
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
