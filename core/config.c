@@ -84,6 +84,7 @@ static const setting_t settings[] = {
     {"SAGA_RECOVERY_EVERY_MS", T_INT, F(saga_recovery_every_ms), "5000", 1, 3600000, 1},
     {"SAGA_GRACE_MS", T_INT, F(saga_grace_ms), "30000", 1, 86400000, 1},
     {"OUTBOX_LEASE_MS", T_INT, F(outbox_lease_ms), "120000", 1000, 86400000, 1},
+    {"OUTBOX_CONCURRENCY", T_INT, F(outbox_concurrency), "64", 1, 1000, 1},
     {"RECONCILE_WINDOW_MS", T_INT, F(reconcile_window_ms), "900000", 1, 604800000, 1},
     {"RELOAD_POLL_MS", T_INT, F(reload_poll_ms), "1000", 0, 3600000, 1},
     {"STANDIN_LATENCY_MS", T_INT, F(standin_latency_ms), "0", 0, 600000, 1},

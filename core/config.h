@@ -50,6 +50,7 @@ typedef struct os_config {
     int saga_recovery_every_ms;
     int saga_grace_ms;
     int outbox_lease_ms;     /* how long a claimed outbox row is its replica's */
+    int outbox_concurrency;  /* outbox rows one job runner delivers at once */
     int reconcile_window_ms; /* how long an unconfirmed refund is retried before a person is asked */
     int standin_latency_ms;
     double standin_failure_rate;

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #define MAX_ADDRS 16
+#define DB_CLIENT_CHECK_MS 1000 /* client_connection_check_interval: see conn_recycle */
 
 enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
 enum conn_step { STEP_NONE, STEP_PREPARE, STEP_EXECUTE };
@@ -663,7 +664,30 @@ static void on_acquire_timeout(os_timer_t *timer)
     os_op_complete(&dt->op, OS_ETIMEDOUT);
 }
 
-/* The task is freed while it waits: leave the queue, or drop the connection its query is on. */
+/* Closes a connection whose query nobody waits for any more and connects it again at once (no
+ * backoff, no warning: nothing failed). Closing is what stops the server's work: libpq 15 has
+ * no non-blocking cancel (PQcancel blocks the loop; PQcancelStart is libpq 17), and with
+ * client_connection_check_interval (the pool's options) the backend checks its client socket
+ * while a query runs and ends the query within that interval once the socket is closed.
+ * pg_cancel_backend() on another connection would keep this one, but needs a free connection
+ * exactly when the pool is busiest, and this one could not be reused until the cancel's own
+ * answer arrived (else the signal could hit the next holder's query). */
+static void conn_recycle(os_db_conn_t *conn)
+{
+    os_log(OS_LOG_DEBUG, "database connection closed to stop a query nobody waits for");
+    os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
+    close_pg(conn);
+    PQclear(conn->pending);
+    conn->pending = NULL;
+    conn->state = CONN_DOWN;
+    conn->step = STEP_NONE;
+    free_prepared(conn);
+    conn->backoff_ms = 0;
+    conn_connect(conn);
+}
+
+/* The task is freed while it waits, or its client went away (os_task_cancel): leave the
+ * queue, or drop the connection its query is on. */
 static void cancel_op(os_op_t *op)
 {
     db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, op, op);
@@ -676,7 +700,10 @@ static void cancel_op(os_op_t *op)
         /* The session is mid-command; closing it is the only way to get a clean one back. */
         os_db_conn_t *conn = dt->conn;
         unhold(conn);
-        conn_down(conn, "query abandoned by its task");
+        if (dt->task->cancelled)
+            conn_recycle(conn);
+        else
+            conn_down(conn, "query abandoned by its task");
     }
     dt->phase = PHASE_NONE;
     dt->want_pin = 0;
@@ -760,8 +787,13 @@ static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_
             pool->values[k++] = o->val;
         }
     }
-    snprintf(pool->options, sizeof(pool->options), "%s%s-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=%d",
-             options != NULL ? options : "", options != NULL ? " " : "", os_config.db_statement_timeout_ms);
+    /* client_connection_check_interval (PostgreSQL 14+): a backend running a query checks every
+     * second whether its client closed the socket, and stops the query if so; that is how a
+     * query whose requester went away is stopped (conn_recycle). */
+    snprintf(pool->options, sizeof(pool->options),
+             "%s%s-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=%d -c client_connection_check_interval=%d",
+             options != NULL ? options : "", options != NULL ? " " : "", os_config.db_statement_timeout_ms,
+             DB_CLIENT_CHECK_MS);
     pool->keys[k] = "options";
     pool->values[k++] = pool->options;
     pool->keys[k] = "application_name";
@@ -910,6 +942,8 @@ int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, cons
         os_task_set_error(task, "bad query call");
         return OS_ESTATE;
     }
+    if (task->cancelled)
+        return os_task_check_cancelled(task);
     if (pool == NULL) {
         os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
         return OS_EUNAVAILABLE;
@@ -981,6 +1015,8 @@ int os_db_pin(os_task_t *task)
         os_task_set_error(task, "a transaction is already open");
         return OS_ESTATE;
     }
+    if (task->cancelled)
+        return os_task_check_cancelled(task);
     if (task->worker->db == NULL) {
         os_task_set_error(task, "database not configured (DATABASE_URL is empty)");
         return OS_EUNAVAILABLE;

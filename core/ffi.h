@@ -54,7 +54,8 @@ enum {
     OS_ERR = -1,          /* the operation failed (for a query: see os_db_sqlstate) */
     OS_EUNAVAILABLE = -2, /* the database / downstream cannot be reached */
     OS_ETIMEDOUT = -3,    /* no connection became free, or the call took too long or broke after it was sent */
-    OS_ESTATE = -4        /* called in the wrong state (caller bug) */
+    OS_ESTATE = -4,        /* called in the wrong state (caller bug) */
+    OS_ECANCELED = -5      /* the client went away: the request's wait was abandoned, and every later one fails at once */
 };
 
 /* ---- tasks: one per request coroutine; Lua receives its pointer as an argument ---- */
@@ -63,6 +64,10 @@ const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
 int os_task_retired(os_task_t *task);
+/** Starts a task on task's VM that runs the host's spawn runner with id (the loop starts it; counted as job work): OS_OK or OS_ERR. */
+int os_task_spawn(os_task_t *task, int64_t id);
+/** Ends task's sleep early (it resumes with OS_OK): 1 when it was sleeping, else 0. */
+int os_task_wake(os_task_t *task);
 int64_t os_monotonic_ms(void);
 int64_t os_monotonic_us(void);
 

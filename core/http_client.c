@@ -235,6 +235,8 @@ int os_http_request(os_task_t *task, const char *method, const char *url, size_t
         os_task_set_error(task, "task is already waiting");
         return OS_ESTATE;
     }
+    if (task->cancelled)
+        return os_task_check_cancelled(task);
     if (h2o_url_parse(url, url_len, &parsed) != 0 || parsed.scheme != &H2O_URL_SCHEME_HTTP) {
         os_task_set_error(task, "bad URL (only http:// is supported): %.*s", (int)(url_len < 200 ? url_len : 200), url);
         return OS_ERR;

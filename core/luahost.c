@@ -24,6 +24,7 @@
 #include "task.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <malloc.h>
 #include <lualib.h>
@@ -31,11 +32,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+/* How often a GET or HEAD still running looks whether its client has closed the connection. */
+#define CLIENT_GONE_CHECK_MS 250
 
 struct os_vm {
     lua_State *L;
     int dispatch_ref;
     int background_ref;
+    int spawn_ref; /* host.lua's spawned(task_ptr, id): runs a function async.spawn queued */
     size_t refs; /* the worker's reference plus one per running task */
     uint64_t generation;
     int draining; /* released by its worker while tasks still ran on it */
@@ -50,6 +56,9 @@ typedef struct lua_task {
     h2o_req_t *req; /* NULL once the client has gone away */
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
     int background; /* a job runner, not a request: counted in jobs_running, not tasks_running */
+    int spawned;    /* started by async.spawn (also background): its end is not the job runner's */
+    int abandonable; /* a GET or HEAD: when its client goes away, its waits are cancelled */
+    os_timer_t gone_timer; /* an abandonable request's check for a client that closed its connection */
     uint64_t started_us;
 } lua_task_t;
 
@@ -183,6 +192,8 @@ os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_
     vm->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "background");
     vm->background_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "spawned");
+    vm->spawn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
     vm->generation = generation;
     lua_settop(L, 0);
@@ -215,6 +226,7 @@ static const char *reason_phrase(int status)
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
+    case 499: return "Client Closed Request"; /* nginx's: the client went away (never reaches it) */
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
@@ -223,11 +235,45 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* h2o disposes the request: at its end, or earlier when the client went away. A safe method
+ * (GET, HEAD: RFC 9110 9.2.1, nothing it does changes state) still running has nobody to
+ * answer, so its wait is cancelled (a query stopped on the server, a call or sleep dropped) and
+ * its coroutine unwinds (OS_ECANCELED). Any other method keeps going to its end: a create's
+ * saga must not stop halfway because its client did. */
 static void on_req_disposed(void *p)
 {
     req_guard_t *guard = p;
-    if (guard->task != NULL)
-        guard->task->req = NULL;
+    lua_task_t *task = guard->task;
+    if (task == NULL)
+        return;
+    task->req = NULL;
+    if (task->abandonable)
+        os_task_cancel(&task->base);
+}
+
+/* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
+ * request only after answering), so a client that closes its connection is noticed only when
+ * the answer is written: the request is not disposed, and on_req_disposed cannot see it. So a
+ * GET or HEAD still running looks at its connection every CLIENT_GONE_CHECK_MS, the way nginx
+ * does: a peek (the bytes stay for h2o) that finds the end of the stream, or an error, means
+ * the client is gone (a client that only shuts its sending side counts as gone, as in nginx). */
+static void on_gone_timer(os_timer_t *timer)
+{
+    lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, gone_timer, timer);
+    h2o_req_t *req = task->req;
+    if (req == NULL || task->base.cancelled)
+        return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    int fd = sock != NULL ? h2o_socket_get_fd(sock) : -1;
+    if (fd >= 0) {
+        char byte;
+        ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            os_task_cancel(&task->base);
+            return;
+        }
+    }
+    os_timer_start(&task->base.worker->timers, &task->gone_timer, CLIENT_GONE_CHECK_MS);
 }
 
 static void send_response(lua_task_t *task, int status, const char *body, size_t len, const char *route)
@@ -263,6 +309,8 @@ static void finish(lua_task_t *task)
     size_t len = 0;
     const char *body = lua_tolstring(co, 2, &len);
     const char *route = lua_tostring(co, 4);
+    if (task->spawned)
+        return;
     if (task->background) {
         /* The job runner returns when a reload retired its VM or the worker stops: routine. */
         os_log(OS_LOG_INFO, "background jobs stopped");
@@ -295,6 +343,7 @@ static void finish(lua_task_t *task)
 static void task_free(lua_task_t *task)
 {
     os_vm_t *vm = task->vm;
+    os_timer_stop(&task->base.worker->timers, &task->gone_timer);
     os_task_dispose(&task->base);
     if (task->guard != NULL)
         ((req_guard_t *)task->guard)->task = NULL;
@@ -316,8 +365,12 @@ static void task_step(lua_task_t *task, int nargs)
     int rc = lua_resume(task->co, nargs);
     worker->in_lua--;
     if (rc == LUA_YIELD) {
-        if (task->base.op != NULL)
+        if (task->base.op != NULL) {
+            /* A GET or HEAD that waits: watch its client (armed once; it re-arms itself). */
+            if (task->abandonable && task->req != NULL && !os_timer_is_active(&task->gone_timer))
+                os_timer_start(&worker->timers, &task->gone_timer, CLIENT_GONE_CHECK_MS);
             return;
+        }
         send_internal_error(task, "handler yielded outside an asynchronous operation");
     } else if (rc == 0) {
         finish(task);
@@ -392,6 +445,7 @@ static lua_task_t *task_create(os_worker_t *worker, int fn_ref)
     if (task == NULL)
         return NULL;
     os_task_init(&task->base, worker, task_resume);
+    os_timer_init(&task->gone_timer, on_gone_timer);
     task->vm = vm;
     task->started_us = os_clock_us();
     vm->refs++;
@@ -411,6 +465,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (task == NULL)
         return -1;
     task->req = req;
+    task->abandonable = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
     task->guard = guard;
@@ -418,6 +474,55 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     push_request(task->co, req);
     task_step(task, 2);
     return 0;
+}
+
+/* A spawned task's first step: the loop runs it (its parent is running Lua when it spawns,
+ * and a coroutine cannot be resumed from inside an FFI call). The stack holds the runner,
+ * the task pointer and the id: no status is pushed for this first resume. */
+static void spawn_start(os_task_t *base, int status)
+{
+    (void)status;
+    lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base);
+    base->resume = task_resume;
+    task_step(task, 2);
+}
+
+int os_task_spawn(os_task_t *parent_base, int64_t id)
+{
+    lua_task_t *parent = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, parent_base);
+    os_worker_t *worker = parent_base->worker;
+    os_vm_t *vm = parent->vm;
+    lua_task_t *task = calloc(1, sizeof(*task));
+    if (task == NULL) {
+        os_task_set_error(parent_base, "out of memory");
+        return OS_ERR;
+    }
+    /* On the parent's VM (not necessarily the worker's current one after a reload): the
+     * function it runs lives there. */
+    os_task_init(&task->base, worker, spawn_start);
+    os_timer_init(&task->gone_timer, on_gone_timer);
+    task->vm = vm;
+    task->started_us = os_clock_us();
+    vm->refs++;
+    task->co = lua_newthread(vm->L);
+    task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    lua_rawgeti(task->co, LUA_REGISTRYINDEX, vm->spawn_ref);
+    lua_pushlightuserdata(task->co, &task->base);
+    lua_pushnumber(task->co, (lua_Number)id);
+    task->background = 1;
+    task->spawned = 1;
+    worker->jobs_running++; /* a drain waits for it like for the job runner that spawned it */
+    /* Started by the loop through the task's deferred-resume operation (task.c), so that
+     * disposing the task before it starts cancels the start like any other wait. */
+    os_op_t *op = &task->base.resume_op;
+    os_op_begin(&task->base, op, OS_OP_RESUME, op->cancel);
+    task->base.resume_status = OS_OK;
+    if (os_timer_start(&worker->timers, &task->base.resume_timer, 0) != 0) {
+        task_free(task); /* cancels the op it never armed: stopping an idle timer is harmless */
+        os_task_set_error(parent_base, "out of memory");
+        return OS_ERR;
+    }
+    return OS_OK;
 }
 
 void os_luahost_start_background(os_worker_t *worker)

@@ -64,6 +64,7 @@ void os_task_init(os_task_t *task, os_worker_t *worker, os_task_resume_cb resume
     task->resume_op = (os_op_t){NULL, OS_OP_RESUME, cancel_resume};
     os_timer_init(&task->sleep_timer, on_sleep_timer);
     os_timer_init(&task->resume_timer, on_resume_timer);
+    task->cancelled = 0;
     task->error[0] = '\0';
 }
 
@@ -98,6 +99,34 @@ void os_op_complete(os_op_t *op, int status)
         return;
     }
     task->resume(task, status);
+}
+
+void os_task_cancel(os_task_t *task)
+{
+    os_op_t *op = task->op;
+    if (task->cancelled)
+        return;
+    task->cancelled = 1;
+    if (op == NULL || op == &task->resume_op)
+        return; /* running (or about to): its next wait fails instead */
+    /* The resume goes through the loop, never from here (the caller is h2o disposing the
+     * request); armed first, so that without a timer the wait simply runs to its end. */
+    if (os_timer_start(&task->worker->timers, &task->resume_timer, 0) != 0)
+        return;
+    op->task = NULL;
+    task->op = NULL;
+    op->cancel(op);
+    os_task_set_error(task, "client gone");
+    task->resume_status = OS_ECANCELED;
+    os_op_begin(task, &task->resume_op, OS_OP_RESUME, cancel_resume);
+}
+
+int os_task_check_cancelled(os_task_t *task)
+{
+    if (!task->cancelled)
+        return OS_OK;
+    os_task_set_error(task, "client gone");
+    return OS_ECANCELED;
 }
 
 void os_task_dispose(os_task_t *task)
@@ -138,12 +167,24 @@ int os_task_sleep(os_task_t *task, int64_t ms)
         os_task_set_error(task, "task is already waiting");
         return OS_ESTATE;
     }
+    if (task->cancelled)
+        return os_task_check_cancelled(task);
     if (os_timer_start(&task->worker->timers, &task->sleep_timer, ms > 0 ? (uint64_t)ms : 0) != 0) {
         os_task_set_error(task, "out of memory");
         return OS_ERR;
     }
     os_op_begin(task, &task->sleep_op, OS_OP_SLEEP, cancel_sleep);
     return OS_OK;
+}
+
+int os_task_wake(os_task_t *task)
+{
+    /* Only a sleep is ended early: any other wait (a query, a call) must complete on its own. */
+    if (task->op != &task->sleep_op)
+        return 0;
+    os_timer_stop(&task->worker->timers, &task->sleep_timer);
+    os_op_complete(&task->sleep_op, OS_OK); /* deferred to the loop when Lua is running */
+    return 1;
 }
 
 int64_t os_monotonic_us(void)

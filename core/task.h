@@ -64,6 +64,7 @@ struct os_task {
     os_op_t resume_op;
     os_timer_t resume_timer;
     int resume_status;
+    int cancelled; /* the client went away: the current wait was abandoned; new ones fail (OS_ECANCELED) */
     char error[256];
 };
 
@@ -77,6 +78,13 @@ void os_op_begin(os_task_t *task, os_op_t *op, int kind, os_op_cancel_cb cancel)
 void os_op_complete(os_op_t *op, int status);
 /** Whether op is the task's current wait. */
 static inline int os_op_pending(const os_op_t *op) { return op->task != NULL; }
+/** The client went away: abandons the task's current wait (its cancel callback), which then
+ * ends with OS_ECANCELED through the loop, and makes every later wait fail at once with
+ * OS_ECANCELED, so the coroutine unwinds without more work. A pending resume is left alone
+ * (the task runs next anyway). Only for tasks whose work may be abandoned (luahost.c: safe methods). */
+void os_task_cancel(os_task_t *task);
+/** For a subsystem starting a wait: OS_ECANCELED (with the error set) when the task was cancelled, else OS_OK. */
+int os_task_check_cancelled(os_task_t *task);
 /** Records an error message for the Lua side to read with os_task_error(). */
 void os_task_set_error(os_task_t *task, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

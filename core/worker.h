@@ -43,7 +43,7 @@ typedef struct os_worker {
     os_metrics_t *metrics;
     os_http_pools_t *http;
     size_t tasks_running;
-    size_t jobs_running;    /* background job runners (at most one per VM generation) */
+    size_t jobs_running;    /* background job runners (one per VM generation) and the tasks they spawned */
     size_t connections;     /* HTTP connections open, for the shutdown drain */
     int in_lua; /* a coroutine of this worker is running (so resumes must wait) */
     uint64_t stop_deadline_ms; /* 0 until shutdown begins */

@@ -133,7 +133,11 @@ local function sleep(ms)
     end
 end
 
-local function handle(step, req, order_id)
+-- Calls of each step being answered right now (on this worker): each logged call records
+-- how many were in flight when it arrived, so a test can see a caller's concurrency.
+local in_flight = {}
+
+local function answer(step, req, order_id)
     local b = behaviour[step] or {}
     local key = req:header("idempotency-key")
     local body = req:json()
@@ -141,7 +145,7 @@ local function handle(step, req, order_id)
         return response.error(400, "expected a JSON object")
     end
     put(calls, calls.next, { step = step, idempotency_key = key, request_id = req:header("x-request-id"),
-                             body = body, path = req.path })
+                             body = body, path = req.path, in_flight = in_flight[step] })
     local delay = b.delay_ms or SETTINGS.latency_ms
     local remembered = key and step .. "\0" .. key
     local previous = remembered and answers.map[remembered]
@@ -175,6 +179,16 @@ local function handle(step, req, order_id)
         put(answers, remembered, resp.status < 500 and resp.status ~= 404 and resp or nil)
     end
     sleep(delay)
+    return resp
+end
+
+local function handle(step, req, order_id)
+    in_flight[step] = (in_flight[step] or 0) + 1
+    local ok, resp = pcall(answer, step, req, order_id)
+    in_flight[step] = in_flight[step] - 1
+    if not ok then
+        error(resp, 0)
+    end
     return resp
 end
 

@@ -35,7 +35,8 @@ enum {
     OS_ERR = -1,
     OS_EUNAVAILABLE = -2,
     OS_ETIMEDOUT = -3,
-    OS_ESTATE = -4
+    OS_ESTATE = -4,
+    OS_ECANCELED = -5
 };
 
 typedef struct os_task os_task_t;
@@ -43,6 +44,10 @@ const char *os_task_error(os_task_t *task);
 int os_task_sleep(os_task_t *task, int64_t ms);
 int os_worker_id(void);
 int os_task_retired(os_task_t *task);
+
+int os_task_spawn(os_task_t *task, int64_t id);
+
+int os_task_wake(os_task_t *task);
 int64_t os_monotonic_ms(void);
 int64_t os_monotonic_us(void);
 

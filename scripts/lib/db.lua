@@ -192,7 +192,9 @@ function _M.transaction(fn)
         end
         return result, fn_err
     end
-    _M.query("ROLLBACK")
+    -- pcall: when the client went away the ROLLBACK itself raises (async.CANCELLED); the
+    -- connection, released inside its transaction, is then closed, which rolls it back.
+    pcall(_M.query, "ROLLBACK")
     C.os_db_unpin(task)
     if not ok then
         error(result, 0)

@@ -95,7 +95,11 @@ local function run(chain, handler, route_name, req)
             error("handler for " .. route_name .. " returned no response", 0)
         end
     end, traceback)
-    if not ok then
+    if not ok and err == async.CANCELLED then
+        -- the client went away (async.wait): nobody reads this answer
+        log.debug("request abandoned: client gone", { request_id = req.request_id, route = route_name })
+        resp = response.json(499, { error = "client gone", request_id = req.request_id })
+    elseif not ok then
         resp = internal_error(req, route_name, err)
     end
     for i = ran, 1, -1 do
@@ -148,7 +152,8 @@ end
 
 -- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.
 -- They run in one background coroutine on worker 0 of each replica (JOBS=0 turns them
--- off). A job's cycle fails when it raises or returns nil, err; it is logged and the job
+-- off); a job may spread its work over tasks it starts with async.spawn (the outbox
+-- delivers a batch's rows in parallel) and waits for them before its cycle ends. A job's cycle fails when it raises or returns nil, err; it is logged and the job
 -- runs again at its next turn, whatever failed (the coroutine itself never ends on a
 -- failure). A cycle that completes is reported to the C core, where /health/ and
 -- /metrics see it (a job that stops completing cycles makes /health/ answer 503).
@@ -229,6 +234,15 @@ function _M.init(config)
     end
     log.info("routes loaded", { routes = #router:routes(), file = config.routes_file })
     return dispatch
+end
+
+-- The body of every task async.spawn starts (core/luahost.c: os_task_spawn); an error
+-- ends that task only.
+function _M.spawned(task_ptr, id)
+    local ok, err = xpcall(async._run_spawned, traceback, task_ptr, id)
+    if not ok then
+        log.error("spawned task failed", { error = err })
+    end
 end
 
 _M.config = function() return config_of_host end

@@ -46,6 +46,7 @@ local SETTINGS = {
     backoff_max_ms = config.OUTBOX_BACKOFF_MAX_MS,
     reconcile_window_ms = config.RECONCILE_WINDOW_MS,
     lease_ms = config.OUTBOX_LEASE_MS,
+    concurrency = config.OUTBOX_CONCURRENCY or 1,
 }
 local LEASE_SECONDS = SETTINGS.lease_ms / 1000
 _M.LEASE_SECONDS = LEASE_SECONDS
@@ -218,16 +219,56 @@ end
 -- fails (nil, err: the cycle did not complete; the next one tries again). Once the worker
 -- stops (or a reload retires this VM) it claims no new batch; the rows it has claimed are
 -- delivered first, since another replica would wait out their lease to take them.
-function _M.deliver_due()
-    while not async.retired() do
-        local rows, err = db.query(CLAIM, BATCH, ("%.3f"):format(LEASE_SECONDS))
-        if not rows then
-            return nil, "outbox claim failed: " .. tostring(err.message)
-        end
+--
+-- A batch's rows are delivered in parallel, up to OUTBOX_CONCURRENCY at once (tasks from
+-- async.spawn pulling rows off the batch): each delivery mostly waits on a downstream call,
+-- so one at a time bounds the job at 1/latency rows per second, below what creates produce.
+-- Parallel delivery keeps the order that matters: a row with after_id is claimed only once
+-- the row it follows is delivered, so a row and its successor are never in the same batch.
+local function deliver_batch(rows)
+    local workers = math.min(SETTINGS.concurrency, #rows)
+    if workers <= 1 then
         for _, row in ipairs(rows) do
             _M.deliver(row)
         end
-        if #rows < BATCH then
+        return
+    end
+    local next_row = 0
+    local group = async.group()
+    local function worker()
+        while true do
+            next_row = next_row + 1
+            local row = rows[next_row]
+            if not row then
+                return
+            end
+            local ok, err = pcall(_M.deliver, row)
+            if not ok then
+                -- the row's lease brings it back; the other rows go on
+                log.error("outbox delivery failed", { id = row.id, error = tostring(err) })
+            end
+        end
+    end
+    for _ = 1, workers do
+        if not group:spawn(worker) then
+            break
+        end
+    end
+    if group.running == 0 then
+        worker() -- nothing could be spawned: deliver them here, one at a time
+    end
+    group:wait()
+end
+
+function _M.deliver_due()
+    local batch = math.max(BATCH, SETTINGS.concurrency)
+    while not async.retired() do
+        local rows, err = db.query(CLAIM, batch, ("%.3f"):format(LEASE_SECONDS))
+        if not rows then
+            return nil, "outbox claim failed: " .. tostring(err.message)
+        end
+        deliver_batch(rows)
+        if #rows < batch then
             return true
         end
     end

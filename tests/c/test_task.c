@@ -146,6 +146,26 @@ int main(void)
     CHECK(resumes == 2 && last_status == OS_OK && task.op == NULL);
     os_task_dispose(&task);
 
+    /* A wake ends a sleep early (its timer stopped), and touches no other wait. */
+    os_task_init(&task, &worker, on_resume);
+    CHECK(os_task_sleep(&task, 10000) == OS_OK);
+    CHECK(os_task_wake(&task) == 1);
+    CHECK(resumes == 3 && last_status == OS_OK && task.op == NULL && worker.timers.len == 0);
+    CHECK(os_task_wake(&task) == 0);
+    begin_queued(&task, &a);
+    CHECK(os_task_wake(&task) == 0 && task.op == &a.op);
+    complete_queued(&a, OS_OK);
+    CHECK(resumes == 4);
+    /* woken while Lua runs: the resume is deferred to the loop, like any completion */
+    CHECK(os_task_sleep(&task, 10000) == OS_OK);
+    worker.in_lua = 1;
+    CHECK(os_task_wake(&task) == 1);
+    worker.in_lua = 0;
+    CHECK(resumes == 4 && task.op == &task.resume_op);
+    os_timers_run(&worker.timers);
+    CHECK(resumes == 5 && task.op == NULL);
+    os_task_dispose(&task);
+
     os_timers_dispose(&worker.timers);
     return check_summary();
 }

@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (PrivateClusterCase, Load, Service, free_port, fresh_database, psql, run_binary, start_standins,
-                     wait_until)
+from harness import (ADMIN_TOKEN, Load, PrivateClusterCase, Service, free_port, fresh_database, psql, run_binary,
+                     start_standins, wait_until)
 
 ADMIN_URL = os.environ["PG_ADMIN_URL"]
 PG_PORT = int(os.environ["PG_PORT"])
@@ -368,3 +368,52 @@ class Downstream(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ClientGone(unittest.TestCase):
+    """A client that gives up: its GET's query is stopped on the server and its coroutine ends
+    (client_connection_check_interval: within a second of the connection being closed)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.url = fresh_database("it_faults_gone")
+        cls.svc = Service(database_url=cls.url, workers=1, env={"JOBS": "0", "DB_POOL_SIZE": "2"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def sleeping_backends(self):
+        return int(psql(ADMIN_URL, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'it_faults_gone' "
+                                   "AND state = 'active' AND query LIKE '%pg_sleep%' "
+                                   "AND application_name = 'orderservice'"))
+
+    def test_a_get_whose_client_disconnects_stops_its_query_and_its_coroutine(self):
+        idle = metric(self.svc, "orderservice_tasks_running")  # the scrape counts itself
+        conn = self.svc.connection(30)
+        conn.request("GET", "/test/pg-sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        started = time.monotonic()
+        wait_until(lambda: self.sleeping_backends() == 1, what="the query to run")
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        wait_until(lambda: self.sleeping_backends() == 0, seconds=3, what="the server to stop the sleep")
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
+                   what="the coroutine to end")
+        self.assertLess(time.monotonic() - started, 5, "the work ran as long as the sleep")
+        # The connection it was on is replaced: the next query works, and nothing was logged as lost.
+        self.assertEqual(self.svc.request("GET", "/test/pg-sleep/1").status, 200)
+        self.assertNotIn("database connection lost", self.svc.logs())
+        self.assertNotIn("handler failed", self.svc.logs())
+
+    def test_a_get_whose_client_disconnects_during_a_sleep_ends_early(self):
+        idle = metric(self.svc, "orderservice_tasks_running")
+        conn = self.svc.connection(30)
+        conn.request("GET", "/test/sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        started = time.monotonic()
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
+                   what="the coroutine to end")
+        self.assertLess(time.monotonic() - started, 5)

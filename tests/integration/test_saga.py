@@ -2,12 +2,14 @@
 scripts/standins/routes.lua) on loopback, one per test class, driven through /_behaviour
 and read back through /_calls."""
 import concurrent.futures
+import json
 import signal
+import socket
 import threading
 import time
 import unittest
 
-from harness import Service, fresh_database, psql, quietly, run_binary, start_standins, wait_until
+from harness import ADMIN_TOKEN, Service, fresh_database, psql, quietly, run_binary, start_standins, wait_until
 
 ORDER = {"customer_id": 7, "items": [{"product_id": 3, "sku": "SKU0003", "quantity": 2, "unit_price": "30.00"}]}
 # subtotal 60.00, tax 3.00, shipping 50.00
@@ -174,6 +176,24 @@ class Outcomes(SagaCase):
         wait_until(lambda: self.order_row(oid)[1] == "REFUNDED", seconds=20, what="refund from the outbox")
         self.assertEqual(self.pending_outbox(oid), 0)
 
+    def test_a_create_whose_client_disconnects_still_finishes_its_saga(self):
+        # Only GET and HEAD are abandoned when their client goes away: a create goes on to its
+        # end (charged and confirmed), it does not stop between the reservation and the charge.
+        # (the reservation answers late, within DOWNSTREAM_TIMEOUT_MS, after the client left)
+        self.behave({"reserve": {"delay_ms": 300}})
+        before = {c["idempotency_key"] for c in self.calls("reserve")}
+        conn = self.svc.connection(30)
+        conn.request("POST", "/v1/orders/create/", body=json.dumps(ORDER),
+                     headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"})
+        reserve = wait_until(lambda: [c for c in self.calls("reserve") if c["idempotency_key"] not in before],
+                             what="the reservation to start")
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        oid = reserve[0]["body"]["order_id"]
+        wait_until(lambda: self.calls("charge", oid), what="the charge after the client left")
+        wait_until(lambda: self.order_row(oid)[:2] == ("CONFIRMED", "PAID"), what="the order confirmed")
+        wait_until(lambda: self.pending_outbox(oid) == 0, what="its outbox rows delivered")
+
     def test_creates_overlap_while_downstreams_are_slow(self):
         self.behave({"reserve": {"delay_ms": 200}, "charge": {"delay_ms": 200}})
         with concurrent.futures.ThreadPoolExecutor(50) as pool:
@@ -198,6 +218,30 @@ class Replicas(SagaCase):
         keys = [c["idempotency_key"] for c in self.calls() if c["step"] in ("ship", "notify")]
         self.assertEqual(len(keys), 40)
         self.assertEqual(len(set(keys)), 40, "a row was delivered more than once")
+
+
+class OutboxKeepsUp(SagaCase):
+    service_env = {"OUTBOX_CONCURRENCY": "8"}
+
+    def test_a_burst_is_delivered_exactly_once_with_several_calls_in_flight(self):
+        # Every shipment and notification answers 50 ms late: one delivery at a time would
+        # need 200 x 2 x 50 ms = 20 s; the job keeps up to OUTBOX_CONCURRENCY calls in flight.
+        self.behave({"ship": {"delay_ms": 50}, "notify": {"delay_ms": 50}})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: self.create(), range(200)))
+        self.assertEqual([r.status for r in results], [201] * 200)
+        ids = [r.json()["order_id"] for r in results]
+        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
+                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
+                   seconds=60, what="the burst's delivery")
+        for step in ("ship", "notify"):
+            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
+            keys = [c["idempotency_key"] for c in calls]
+            self.assertEqual(len(keys), 200, step)
+            self.assertEqual(len(set(keys)), 200, f"a {step} row was delivered more than once")
+            most = max(c["in_flight"] for c in calls)
+            self.assertGreater(most, 1, f"{step}: the stand-in never saw two calls at once")
+            self.assertLessEqual(most, 8, f"{step}: more calls in flight than OUTBOX_CONCURRENCY")
 
 
 class Breaker(SagaCase):

@@ -48,6 +48,7 @@ BAD = {
     "SAGA_RECOVERY_EVERY_MS": "1.5",
     "SAGA_GRACE_MS": "-5",
     "OUTBOX_LEASE_MS": "10",
+    "OUTBOX_CONCURRENCY": "0",
     "RECONCILE_WINDOW_MS": "forever",
     "RELOAD_POLL_MS": "-1",
     "STANDIN_LATENCY_MS": "fast",
