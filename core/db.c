@@ -405,6 +405,17 @@ static void release(os_db_conn_t *conn)
 }
 
 /* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
+/* Forgets the session: libpq's connection, a pending result, the statements it had prepared. */
+static void conn_reset(os_db_conn_t *conn)
+{
+    close_pg(conn);
+    PQclear(conn->pending);
+    conn->pending = NULL;
+    conn->state = CONN_DOWN;
+    conn->step = STEP_NONE;
+    free_prepared(conn);
+}
+
 static void conn_down(os_db_conn_t *conn, const char *reason)
 {
     os_db_pool_t *pool = conn->pool;
@@ -422,12 +433,7 @@ static void conn_down(os_db_conn_t *conn, const char *reason)
         h2o_hostinfo_getaddr_cancel(conn->resolving);
         conn->resolving = NULL;
     }
-    close_pg(conn);
-    PQclear(conn->pending);
-    conn->pending = NULL;
-    conn->state = CONN_DOWN;
-    conn->step = STEP_NONE;
-    free_prepared(conn);
+    conn_reset(conn);
     /* Jitter keeps the workers of all replicas from reconnecting in lockstep after an outage. */
     conn->backoff_ms = conn->backoff_ms ? conn->backoff_ms * 2 : 100;
     if (conn->backoff_ms > 5000)
@@ -676,12 +682,7 @@ static void conn_recycle(os_db_conn_t *conn)
 {
     os_log(OS_LOG_DEBUG, "database connection closed to stop a query nobody waits for");
     os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
-    close_pg(conn);
-    PQclear(conn->pending);
-    conn->pending = NULL;
-    conn->state = CONN_DOWN;
-    conn->step = STEP_NONE;
-    free_prepared(conn);
+    conn_reset(conn);
     conn->backoff_ms = 0;
     conn_connect(conn);
 }

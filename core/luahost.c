@@ -437,14 +437,14 @@ static void push_request(lua_State *co, h2o_req_t *req)
     }
 }
 
-/* A task on the worker's current VM whose coroutine will call the function at fn_ref. */
-static lua_task_t *task_create(os_worker_t *worker, int fn_ref)
+/* A task on vm whose coroutine will call the function at fn_ref with the task as its first
+ * argument; resume is how its waits end. */
+static lua_task_t *task_new(os_worker_t *worker, os_vm_t *vm, int fn_ref, os_task_resume_cb resume)
 {
-    os_vm_t *vm = worker->vm;
     lua_task_t *task = calloc(1, sizeof(*task));
     if (task == NULL)
         return NULL;
-    os_task_init(&task->base, worker, task_resume);
+    os_task_init(&task->base, worker, resume);
     os_timer_init(&task->gone_timer, on_gone_timer);
     task->vm = vm;
     task->started_us = os_clock_us();
@@ -454,6 +454,12 @@ static lua_task_t *task_create(os_worker_t *worker, int fn_ref)
     lua_rawgeti(task->co, LUA_REGISTRYINDEX, fn_ref);
     lua_pushlightuserdata(task->co, &task->base);
     return task;
+}
+
+/* A task on the worker's current VM whose coroutine will call the function at fn_ref. */
+static lua_task_t *task_create(os_worker_t *worker, int fn_ref)
+{
+    return task_new(worker, worker->vm, fn_ref, task_resume);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -492,22 +498,13 @@ int os_task_spawn(os_task_t *parent_base, int64_t id)
     lua_task_t *parent = H2O_STRUCT_FROM_MEMBER(lua_task_t, base, parent_base);
     os_worker_t *worker = parent_base->worker;
     os_vm_t *vm = parent->vm;
-    lua_task_t *task = calloc(1, sizeof(*task));
+    /* On the parent's VM (not necessarily the worker's current one after a reload): the
+     * function it runs lives there. */
+    lua_task_t *task = task_new(worker, vm, vm->spawn_ref, spawn_start);
     if (task == NULL) {
         os_task_set_error(parent_base, "out of memory");
         return OS_ERR;
     }
-    /* On the parent's VM (not necessarily the worker's current one after a reload): the
-     * function it runs lives there. */
-    os_task_init(&task->base, worker, spawn_start);
-    os_timer_init(&task->gone_timer, on_gone_timer);
-    task->vm = vm;
-    task->started_us = os_clock_us();
-    vm->refs++;
-    task->co = lua_newthread(vm->L);
-    task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
-    lua_rawgeti(task->co, LUA_REGISTRYINDEX, vm->spawn_ref);
-    lua_pushlightuserdata(task->co, &task->base);
     lua_pushnumber(task->co, (lua_Number)id);
     task->background = 1;
     task->spawned = 1;
