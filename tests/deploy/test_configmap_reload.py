@@ -7,33 +7,17 @@ script alone (routes.lua's content unchanged) must be served without a restart.
 Needs ORDERSERVICE_BIN and SOURCE_DIR (ctest's TEST_ENV); no database (DATABASE_URL empty)."""
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
-import time
 import unittest
 import urllib.error
 import urllib.request
 
-ROOT = os.environ.get("SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("ORDERSERVICE_BIN", os.path.join(ROOT, "build", "orderservice"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.02)
+ROOT = os.environ["SOURCE_DIR"]
+BIN = os.environ["ORDERSERVICE_BIN"]
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import free_port, wait_until  # noqa: E402 (the integration tests' harness)
 
 
 class ConfigMapVolume:

@@ -14,11 +14,13 @@ import os
 import re
 import socket
 import subprocess
-import time
+import sys
 import unittest
 
 ROOT = os.environ.get("SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ORDERSERVICE_BIN", os.path.join(ROOT, "build", "orderservice"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import wait_until  # noqa: E402 (the integration tests' harness)
 # In every Debian image, and a dependency of every package that links C: never listed.
 BASE_PACKAGES = {"libc6"}
 # The sanitizer runtimes of the ASan+UBSan test build; the image is built without them.
@@ -302,14 +304,15 @@ class HealthcheckTest(unittest.TestCase):
                     SCRIPTS_DIR=os.path.join(ROOT, "scripts"))
         full.update(env)
         proc = subprocess.Popen([BIN, "serve"], env=full)
-        deadline = time.monotonic() + 20
-        while True:
+
+        def listening():
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return proc, port
+                return True
             except OSError:
-                self.assertLess(time.monotonic(), deadline, "the service did not start")
-                time.sleep(0.02)
+                return False
+        wait_until(listening, 20, "the service to start")
+        return proc, port
 
     def check(self, stage, **env):
         cmd = self.healthcheck(stage)
