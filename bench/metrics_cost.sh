@@ -41,26 +41,29 @@ details() {
 wrk -t1 -c32 -d2s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/orders/42/" >/dev/null
 
 # Rounds of three kinds, their order rotated every round so a trend in the machine's load
-# falls on all of them: no client besides wrk; a curl every 100 ms to /health/live/ (the
-# control: the same process churn as a scraper, a trivial answer); a curl every 100 ms to
-# /metrics (the scrape). CONTROL_URL points the control elsewhere (http://127.0.0.1:1/: a
-# refused connection, the client's churn without touching the service). The figures are medians over the rounds, which one disturbed round
-# cannot move much; the scrape's cost is read against the control.
-without=() control=() with=()
-looping() { # url: runs `details` while a client fetches url every 100 ms
-  (while :; do curl -sf "$1" -o /dev/null || true; sleep 0.1; done) & looper=$!
-  details
-  kill "$looper"; wait "$looper" 2>/dev/null || true
+# falls on all of them: no client besides wrk; a client fetching /health/live/ every 100 ms
+# (the control: a second periodic client with a trivial answer); a client fetching /metrics
+# every 100 ms (the scrape). Both periodic clients are bench/every.py: one process and one
+# kept-alive connection, as Prometheus scrapes (a `curl; sleep` loop forks twice per request,
+# which costs this 2-core machine more than the request itself). The figures are medians over
+# the rounds, which one disturbed round cannot move much.
+without=() control=() with=() scrapes=()
+periodic() { # url: prints `details`'s req/s and the answers bench/every.py read meanwhile
+  local log=$(mktemp) rate
+  python3 bench/every.py "$1" 100 >"$log" & looper=$!
+  rate=$(details)
+  kill -TERM "$looper"; wait "$looper" || { echo "bench/every.py $1 failed" >&2; exit 1; }
+  echo "$rate $(cat "$log")"; rm -f "$log"
 }
 for round in $(seq "$rounds"); do
   for kind in $(printf 'none\ncontrol\nscrape\n' | tail -n +$((round % 3 + 1)); printf 'none\ncontrol\nscrape\n' | head -n $((round % 3))); do
     case $kind in
       none) without+=("$(details)") ;;
-      control) control+=("$(looping "${CONTROL_URL:-http://127.0.0.1:$port/health/live/}")") ;;
-      scrape) with+=("$(looping "http://127.0.0.1:$port/metrics")") ;;
+      control) read -r rate _ < <(periodic "http://127.0.0.1:$port/health/live/"); control+=("$rate") ;;
+      scrape) read -r rate n < <(periodic "http://127.0.0.1:$port/metrics"); with+=("$rate"); scrapes+=("$n") ;;
     esac
   done
-  echo "round $round: no client ${without[-1]} req/s, control every 100 ms ${control[-1]} req/s, /metrics every 100 ms ${with[-1]} req/s"
+  echo "round $round: no client ${without[-1]} req/s, control every 100 ms ${control[-1]} req/s, /metrics every 100 ms ${with[-1]} req/s (${scrapes[-1]} scrapes)"
 done
 
 # What one scrape costs the service in CPU, measured alone: the process's CPU time (utime +
@@ -71,17 +74,18 @@ before=$(cpu)
 curl -sf $(for _ in $(seq 500); do echo "http://127.0.0.1:$port/metrics"; done) >/dev/null
 ticks=$(( $(cpu) - before ))
 size=$(curl -sf "http://127.0.0.1:$port/metrics" | wc -c)
-python3 - "${without[*]}" "${control[*]}" "${with[*]}" "$size" "$workers" "$ticks" "$(getconf CLK_TCK)" <<'PY'
+python3 - "${without[*]}" "${control[*]}" "${with[*]}" "$size" "$workers" "$ticks" "$(getconf CLK_TCK)" "${scrapes[*]}" "$seconds" <<'PY'
 import statistics, sys
 without, control, with_ = [list(map(float, a.split())) for a in sys.argv[1:4]]
 size, workers, ticks, hz = sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+scrapes, seconds = list(map(int, sys.argv[8].split())), float(sys.argv[9])
 per_scrape_ms = 1000 * ticks / hz / 500
 med = statistics.median
 vs_control = [w / c for c, w in zip(control, with_)]
 vs_none = [w / n for n, w in zip(without, with_)]
 print(f"details, {workers} worker(s), 32 connections, {len(with_)} rounds (medians): {med(without):.0f} req/s with "
       f"no other client, {med(control):.0f} req/s with the control every 100 ms, {med(with_):.0f} req/s with "
-      f"/metrics every 100 ms ({size} bytes)")
+      f"/metrics every 100 ms ({size} bytes; {statistics.median(scrapes) / seconds:.1f} scrapes/s)")
 print(f"scrape vs control: median of the rounds' ratios {100 * (med(vs_control) - 1):+.2f} % "
       f"(rounds from {100 * (min(vs_control) - 1):+.1f} % to {100 * (max(vs_control) - 1):+.1f} %); "
       f"scrape vs no client: {100 * (med(vs_none) - 1):+.2f} %")
