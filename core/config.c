@@ -51,6 +51,8 @@ static const setting_t settings[] = {
     {"ROUTES_FILE", T_STR, F(routes_file), "./routes.lua", 0, 0, 1},
     {"SCRIPTS_DIR", T_STR, F(scripts_dir), "./scripts", 0, 0, 1},
     {"LOG_LEVEL", T_LEVEL, F(log_level), "info", 0, 0, 1},
+    {"ACCESS_LOG_BUFFER_BYTES", T_INT, F(access_log_buffer_bytes), "65536", 0, 16777216, 1},
+    {"ACCESS_LOG_FLUSH_MS", T_INT, F(access_log_flush_ms), "1000", 1, 60000, 1},
     /* Not handed to Lua: it may carry a password, and the scripts reach the database through C. */
     {"DATABASE_URL", T_STR, F(database_url), "", 0, 0, 0},
     {"DB_POOL_SIZE", T_INT, F(db_pool_size), "8", 1, 1000, 1},

@@ -17,6 +17,8 @@ typedef struct os_config {
     char routes_file[1024];
     char scripts_dir[1024]; /* directory holding lib/, handlers/, filters/ */
     int log_level;
+    int access_log_buffer_bytes; /* each worker's access log buffer; 0: every line written at once */
+    int access_log_flush_ms;     /* the longest a buffered access log line waits */
     char database_url[2048]; /* empty: no database configured */
     int db_pool_size;
     int db_acquire_timeout_ms;

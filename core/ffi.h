@@ -77,6 +77,12 @@ uint64_t os_random_u64(void);
 /* ---- logs: level 0 debug .. 3 error; msg is text, or JSON members ("k":v,...) ---- */
 int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);
+/** The access log's line for one request (filters/access_log.lua); a NULL text is left out.
+ * Debug and info lines wait in the worker's buffer (ACCESS_LOG_BUFFER_BYTES); warn and error
+ * lines are written at once, after the lines waiting. */
+void os_log_request(int level, const char *msg, size_t msg_len, const char *method, size_t method_len,
+                    const char *path, size_t path_len, int status, int64_t ms, const char *request_id,
+                    size_t request_id_len, const char *sub, size_t sub_len, const char *role, size_t role_len);
 
 /* ---- database: queries run on the worker's pool; results stay owned by the task ---- */
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);

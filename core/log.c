@@ -1,25 +1,57 @@
 /*
- * log.c - structured logging. Owns the log level and the line format: every line is a
- * JSON object {"ts","level","worker","msg"} so that log shippers need no parser of ours.
- * Each line is written with a single write(2) so lines from worker threads never interleave.
- * Every line parses, whatever it carries: bytes that are not UTF-8 become \ufffd, and a line
- * over the buffer is cut inside its longest strings, each ending "…[truncated]", so short
- * fields (status, request_id) and the closing brace always survive.
+ * log.c - structured logging. Owns the log level, the line format and how lines reach stderr:
+ * every line is a JSON object {"ts","level","worker","msg",...} so that log shippers need no
+ * parser of ours. Every line parses, whatever it carries: bytes that are not UTF-8 become
+ * \ufffd, and a line over the buffer is cut inside its longest strings, each ending
+ * "…[truncated]", so short fields (status, request_id) and the closing brace always survive.
+ *
+ * The access log (os_log_request) is buffered per worker, as nginx's `access_log ... buffer=`:
+ * its info lines collect in the worker thread's own buffer (ACCESS_LOG_BUFFER_BYTES, no lock)
+ * and are written when the next one would not fit, ACCESS_LOG_FLUSH_MS after the first of them
+ * (a timer on the worker's loop), when the worker writes any other line (appended first, so a
+ * worker's lines stay in order and a warning is never held back) and when the worker stops.
+ * Every write(2) carries whole lines, all of them (a short write is continued), under one
+ * process-wide lock: lines from different threads never interleave, whatever stderr is (a pipe
+ * takes only 4 KiB atomically).
  */
 #include "log.h"
 #include "ffi.h"
+#include "timer.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#define LINE_MAX_BYTES 8192
+
 static int min_level = OS_LOG_INFO;
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 static __thread int thread_worker_id = -1;
+
+/* The calling worker's access log buffer; NULL: every line is written at once. */
+typedef struct line_buffer {
+    char *data;
+    size_t len, cap;
+    uint64_t flush_ms;
+    os_timers_t *timers;
+    os_timer_t timer; /* due flush_ms after the oldest line waiting; idle while empty */
+} line_buffer_t;
+static __thread line_buffer_t *buffer;
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The second the cached start of "ts" stands for: a line costs no strftime. */
+static __thread time_t ts_second = -1;
+static __thread char ts_text[40];
+static __thread size_t ts_len;
 
 void os_log_set_level(int level)
 {
@@ -185,22 +217,157 @@ static size_t put_members_fitting(char *out, size_t avail, const char *in, size_
     return put_members(out, in, len, limit);
 }
 
+/* Writes n bytes of whole lines to stderr, all of them: a short write is continued, and a
+ * non-blocking stderr (a parent sharing its pipe may have set O_NONBLOCK) is waited for as a
+ * blocking one would be, so a line is never torn. Nothing is left to report a failure to. */
+static void write_lines(const char *p, size_t n)
+{
+    pthread_mutex_lock(&write_lock);
+    while (n > 0) {
+        ssize_t r = write(STDERR_FILENO, p, n);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+                break;
+        } else if (r == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&write_lock);
+}
+
+static void flush(line_buffer_t *b)
+{
+    if (b->len > 0)
+        write_lines(b->data, b->len);
+    b->len = 0;
+    os_timer_stop(b->timers, &b->timer);
+}
+
+static void on_flush_timer(os_timer_t *timer)
+{
+    flush((line_buffer_t *)((char *)timer - offsetof(line_buffer_t, timer)));
+}
+
+/* Hands one whole line to stderr: an access log line (buffered) waits in the calling worker's
+ * buffer; any other line goes out at once, after (and in one write with) the lines waiting. */
+static void emit(const char *line, size_t n, int buffered)
+{
+    line_buffer_t *b = buffer;
+    if (b == NULL || (!buffered && b->len == 0)) {
+        write_lines(line, n);
+        return;
+    }
+    if (b->len + n > b->cap)
+        flush(b);
+    if (n > b->cap) { /* a buffer smaller than one line */
+        write_lines(line, n);
+        return;
+    }
+    memcpy(b->data + b->len, line, n);
+    b->len += n;
+    if (!buffered || (b->len == n && os_timer_start(b->timers, &b->timer, b->flush_ms) != 0))
+        flush(b);
+}
+
+int os_log_buffer_start(os_timers_t *timers, size_t bytes, uint64_t flush_ms)
+{
+    if (bytes == 0)
+        return 0;
+    line_buffer_t *b = calloc(1, sizeof(*b));
+    if (b == NULL || (b->data = malloc(bytes)) == NULL) {
+        free(b);
+        return -1;
+    }
+    b->cap = bytes;
+    b->flush_ms = flush_ms;
+    b->timers = timers;
+    os_timer_init(&b->timer, on_flush_timer);
+    buffer = b;
+    return 0;
+}
+
+void os_log_flush(void)
+{
+    if (buffer != NULL)
+        flush(buffer);
+}
+
+void os_log_buffer_stop(void)
+{
+    line_buffer_t *b = buffer;
+    if (b == NULL)
+        return;
+    flush(b);
+    buffer = NULL;
+    free(b->data);
+    free(b);
+}
+
+static size_t put_uint(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0, o = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        out[o++] = digits[--n];
+    return o;
+}
+
+static size_t put_int(char *out, int64_t v)
+{
+    if (v >= 0)
+        return put_uint(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + put_uint(out + 1, -(uint64_t)v);
+}
+
+/* `{"ts":"...","level":"...","worker":N,` (the members follow). */
+static size_t put_prefix(char *line, int level)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (tv.tv_sec != ts_second) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        ts_len = strftime(ts_text, sizeof(ts_text), "{\"ts\":\"%Y-%m-%dT%H:%M:%S.", &tm);
+        ts_second = tv.tv_sec;
+    }
+    size_t n = ts_len;
+    memcpy(line, ts_text, n);
+    int ms = (int)(tv.tv_usec / 1000);
+    line[n++] = (char)('0' + ms / 100);
+    line[n++] = (char)('0' + ms / 10 % 10);
+    line[n++] = (char)('0' + ms % 10);
+    static const char level_key[] = "Z\",\"level\":\"", worker_key[] = "\",\"worker\":";
+    memcpy(line + n, level_key, sizeof(level_key) - 1);
+    n += sizeof(level_key) - 1;
+    size_t len = strlen(level_names[level]);
+    memcpy(line + n, level_names[level], len);
+    n += len;
+    memcpy(line + n, worker_key, sizeof(worker_key) - 1);
+    n += sizeof(worker_key) - 1;
+    n += put_int(line + n, thread_worker_id);
+    line[n++] = ',';
+    return n;
+}
+
 void os_log_write(int level, const char *msg, size_t len)
 {
     if (level < OS_LOG_DEBUG || level > OS_LOG_ERROR || level < min_level)
         return;
-    char line[8192];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(line, sizeof(line), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03dZ\",\"level\":\"%s\",\"worker\":%d,", (int)(tv.tv_usec / 1000),
-                          level_names[level], thread_worker_id);
+    char line[LINE_MAX_BYTES];
+    size_t n = put_prefix(line, level);
     size_t avail = sizeof(line) - n - 2, wrote = SIZE_MAX; /* 2: the closing brace and newline */
-    /* A message that already is JSON members (starts with '"key":') is merged as fields. */
+    /* A message that already is JSON members (starts with '"key":') is merged as fields:
+     * in one pass when even the worst escaping (6 bytes a byte) fits, else cut to fit. */
     if (len > 0 && msg[0] == '"')
-        wrote = put_members_fitting(line + n, avail, msg, len);
+        wrote = len <= avail / 6 ? put_members(line + n, msg, len, SIZE_MAX) : put_members_fitting(line + n, avail, msg, len);
     if (wrote != SIZE_MAX) {
         n += wrote;
     } else {
@@ -214,8 +381,60 @@ void os_log_write(int level, const char *msg, size_t len)
     }
     line[n++] = '}';
     line[n++] = '\n';
-    ssize_t r = write(STDERR_FILENO, line, n);
-    (void)r;
+    emit(line, n, 0);
+}
+
+/* `"key":"value",` with value escaped and cut at limit bytes; nothing when value is NULL. */
+static size_t put_text_member(char *out, const char *key, const char *value, size_t len, size_t limit)
+{
+    if (value == NULL)
+        return 0;
+    size_t n = 0, klen = strlen(key);
+    out[n++] = '"';
+    memcpy(out + n, key, klen);
+    n += klen;
+    memcpy(out + n, "\":\"", 3);
+    n += 3;
+    n += put_string_body(out + n, value, len, 0, limit);
+    out[n++] = '"';
+    out[n++] = ',';
+    return n;
+}
+
+static size_t put_int_member(char *out, const char *key, int64_t value)
+{
+    size_t n = 0, klen = strlen(key);
+    out[n++] = '"';
+    memcpy(out + n, key, klen);
+    n += klen;
+    out[n++] = '"';
+    out[n++] = ':';
+    n += put_int(out + n, value);
+    out[n++] = ',';
+    return n;
+}
+
+void os_log_request(int level, const char *msg, size_t msg_len, const char *method, size_t method_len,
+                    const char *path, size_t path_len, int status, int64_t ms, const char *request_id,
+                    size_t request_id_len, const char *sub, size_t sub_len, const char *role, size_t role_len)
+{
+    if (level < OS_LOG_DEBUG || level > OS_LOG_ERROR || level < min_level)
+        return;
+    /* Each text has its own cut, so the line always fits: the prefix (under 100 bytes), the
+     * keys and numbers (under 150) and at most 5,760 bytes of texts, markers included. */
+    char line[LINE_MAX_BYTES];
+    size_t n = put_prefix(line, level);
+    n += put_text_member(line + n, "msg", msg, msg_len, 256);
+    n += put_text_member(line + n, "method", method, method_len, 64);
+    n += put_text_member(line + n, "path", path, path_len, 4096);
+    n += put_int_member(line + n, "status", status);
+    n += put_int_member(line + n, "ms", ms);
+    n += put_text_member(line + n, "request_id", request_id, request_id_len, 256);
+    n += put_text_member(line + n, "sub", sub, sub_len, 512);
+    n += put_text_member(line + n, "role", role, role_len, 64);
+    line[n - 1] = '}'; /* over the last member's comma */
+    line[n++] = '\n';
+    emit(line, n, level <= OS_LOG_INFO);
 }
 
 void os_log(int level, const char *fmt, ...)

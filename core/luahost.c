@@ -3,7 +3,8 @@
  *
  * A request becomes a task: a coroutine on the worker's current VM running the Lua
  * dispatcher (scripts/lib/host.lua) with the task pointer and a table describing the
- * request. The dispatcher returns status, body, a flat header list and the route's name.
+ * request. The dispatcher returns status, body, the list of { name, value } header pairs and
+ * the route's name.
  * While the coroutine waits on an operation the request stays open; h2o may dispose the
  * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
  *
@@ -32,10 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 /* How often a GET or HEAD still running looks whether its client has closed the connection. */
 #define CLIENT_GONE_CHECK_MS 250
+/* Coroutines that returned are kept for the next tasks, up to this many per VM: a request
+ * then allocates no Lua thread and its stack, and the GC has fewer objects to collect. */
+#define IDLE_COROUTINES_MAX 64
 
 struct os_vm {
     lua_State *L;
@@ -45,6 +50,8 @@ struct os_vm {
     size_t refs; /* the worker's reference plus one per running task */
     uint64_t generation;
     int draining; /* released by its worker while tasks still ran on it */
+    int idle_refs[IDLE_COROUTINES_MAX]; /* registry refs of coroutines that returned, to reuse */
+    size_t nidle;
 };
 
 /* A Lua task: the generic task (its waits, see task.h) plus the coroutine and its request. */
@@ -57,6 +64,7 @@ typedef struct lua_task {
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
     int background; /* a job runner, not a request: counted in jobs_running, not tasks_running */
     int spawned;    /* started by async.spawn (also background): its end is not the job runner's */
+    int returned;   /* its coroutine returned (not failed, not suspended): it can run another task */
     int abandonable; /* a GET or HEAD: when its client goes away, its waits are cancelled */
     os_timer_t gone_timer; /* an abandonable request's check for a client that closed its connection */
     uint64_t started_us;
@@ -321,20 +329,26 @@ static void finish(lua_task_t *task)
         return;
     }
     if (task->req != NULL && lua_istable(co, 3)) {
+        /* The response's own list of { name, value } pairs; anything else in it is skipped. */
         h2o_req_t *req = task->req;
         int n = (int)lua_objlen(co, 3);
-        for (int i = 1; i + 1 <= n; i += 2) {
+        for (int i = 1; i <= n; i++) {
             size_t nlen, vlen;
             lua_rawgeti(co, 3, i);
-            lua_rawgeti(co, 3, i + 1);
-            const char *name = lua_tolstring(co, -2, &nlen), *value = lua_tolstring(co, -1, &vlen);
-            if (name != NULL && value != NULL) {
-                h2o_iovec_t lname = h2o_strdup(&req->pool, name, nlen);
-                h2o_strtolower(lname.base, lname.len);
-                h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
-                h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
+            if (lua_istable(co, -1)) {
+                lua_rawgeti(co, -1, 1);
+                lua_rawgeti(co, -2, 2);
+                const char *name = lua_isstring(co, -2) ? lua_tolstring(co, -2, &nlen) : NULL;
+                const char *value = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : NULL;
+                if (name != NULL && value != NULL) {
+                    h2o_iovec_t lname = h2o_strdup(&req->pool, name, nlen);
+                    h2o_strtolower(lname.base, lname.len);
+                    h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
+                    h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
+                }
+                lua_pop(co, 2);
             }
-            lua_pop(co, 2);
+            lua_pop(co, 1);
         }
     }
     send_response(task, status, body, len, route != NULL ? route : "unmatched");
@@ -347,7 +361,12 @@ static void task_free(lua_task_t *task)
     os_task_dispose(&task->base);
     if (task->guard != NULL)
         ((req_guard_t *)task->guard)->task = NULL;
-    luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
+    if (task->returned && vm->nidle < IDLE_COROUTINES_MAX) {
+        lua_settop(task->co, 0);
+        vm->idle_refs[vm->nidle++] = task->co_ref;
+    } else {
+        luaL_unref(vm->L, LUA_REGISTRYINDEX, task->co_ref);
+    }
     if (!task->background)
         task->base.worker->tasks_running--;
     else
@@ -373,6 +392,7 @@ static void task_step(lua_task_t *task, int nargs)
         }
         send_internal_error(task, "handler yielded outside an asynchronous operation");
     } else if (rc == 0) {
+        task->returned = 1;
         finish(task);
     } else {
         send_internal_error(task, lua_tostring(task->co, -1));
@@ -394,10 +414,30 @@ int os_task_retired(os_task_t *base)
     return base->worker->stop_deadline_ms != 0 || task->vm != base->worker->vm;
 }
 
+/* The numeric form of an IPv4 peer without getnameinfo's printf (the per-request case); other
+ * families through h2o. Returns the length written to host, or SIZE_MAX. */
+static size_t numeric_host(struct sockaddr *sa, socklen_t len, char *host)
+{
+    if (sa->sa_family != AF_INET)
+        return h2o_socket_getnumerichost(sa, len, host);
+    const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (b[i] >= 100)
+            host[n++] = (char)('0' + b[i] / 100);
+        if (b[i] >= 10)
+            host[n++] = (char)('0' + b[i] / 10 % 10);
+        host[n++] = (char)('0' + b[i] % 10);
+        host[n++] = '.';
+    }
+    return n - 1;
+}
+
 static void push_request(lua_State *co, h2o_req_t *req)
 {
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    lua_createtable(co, 0, 7);
+    /* Room for what lib/request.lua's adopt() adds: this table becomes the request object. */
+    lua_createtable(co, 0, 16);
     lua_pushlstring(co, req->method.base, req->method.len);
     lua_setfield(co, -2, "method");
     lua_pushlstring(co, req->path.base, path_len);
@@ -430,7 +470,7 @@ static void push_request(lua_State *co, h2o_req_t *req)
     struct sockaddr_storage peer;
     char host[NI_MAXHOST];
     socklen_t peer_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer);
-    size_t host_len = peer_len != 0 ? h2o_socket_getnumerichost((struct sockaddr *)&peer, peer_len, host) : SIZE_MAX;
+    size_t host_len = peer_len != 0 ? numeric_host((struct sockaddr *)&peer, peer_len, host) : SIZE_MAX;
     if (host_len != SIZE_MAX) {
         lua_pushlstring(co, host, host_len);
         lua_setfield(co, -2, "remote_addr");
@@ -449,8 +489,16 @@ static lua_task_t *task_new(os_worker_t *worker, os_vm_t *vm, int fn_ref, os_tas
     task->vm = vm;
     task->started_us = os_clock_us();
     vm->refs++;
-    task->co = lua_newthread(vm->L);
-    task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    if (vm->nidle > 0) {
+        /* A returned coroutine starts afresh on its next resume (status LUA_OK, empty stack). */
+        task->co_ref = vm->idle_refs[--vm->nidle];
+        lua_rawgeti(vm->L, LUA_REGISTRYINDEX, task->co_ref);
+        task->co = lua_tothread(vm->L, -1);
+        lua_pop(vm->L, 1);
+    } else {
+        task->co = lua_newthread(vm->L);
+        task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+    }
     lua_rawgeti(task->co, LUA_REGISTRYINDEX, fn_ref);
     lua_pushlightuserdata(task->co, &task->base);
     return task;

@@ -219,12 +219,16 @@ static void *worker_main(void *arg)
     h2o_socket_read_start(worker->listener, on_accept);
     os_timer_init(&worker->tick, on_tick);
     os_timer_start(&worker->timers, &worker->tick, 0);
+    if (os_log_buffer_start(&worker->timers, (size_t)os_config.access_log_buffer_bytes,
+                            (uint64_t)os_config.access_log_flush_ms) != 0)
+        os_log(OS_LOG_WARN, "no memory for the access log buffer: each line is written at once");
 
     while (!worker_done(worker)) {
         h2o_evloop_run(worker->ctx.loop, os_timers_next_wait(&worker->timers, TICK_MS));
         os_timers_run(&worker->timers);
     }
     os_replica_stop(worker->replica);
+    os_log_buffer_stop(); /* the drain has ended: every request this worker served is in it */
     return NULL;
 }
 

@@ -30,20 +30,33 @@ function _M.prepare(conf)
         names[#names + 1] = name
     end
     table.sort(names)
-    conf.drop, conf.names = drop, names
+    local adds = {}
+    for i, name in ipairs(names) do
+        adds[i] = { lower(name), conf.add[name] }
+    end
+    conf.drop, conf.adds = drop, adds
     return conf
 end
 
+-- In place: a request allocates only the pairs it adds, whose names and values the schema
+-- and prepare() have checked once.
 function _M.after(_, resp, conf)
-    local kept, headers = {}, resp.headers
-    for i = 1, #headers do
-        if not conf.drop[lower(headers[i][1])] then
-            kept[#kept + 1] = headers[i]
+    local headers, drop, kept = resp.headers, conf.drop, 0
+    local n = #headers
+    for i = 1, n do
+        local h = headers[i]
+        if not drop[lower(h[1])] then
+            kept = kept + 1
+            headers[kept] = h
         end
     end
-    resp.headers = kept
-    for _, name in ipairs(conf.names) do
-        resp:header(lower(name), conf.add[name])
+    for i = n, kept + 1, -1 do
+        headers[i] = nil
+    end
+    local adds = conf.adds
+    for i = 1, #adds do
+        local add = adds[i]
+        headers[kept + i] = { add[1], add[2] }
     end
 end
 

@@ -14,21 +14,25 @@ local OK, ECANCELED = C.OS_OK, C.OS_ECANCELED
 
 local _M = {}
 
--- coroutine -> os_task_t*; weak keys, so a finished request leaves nothing behind.
+-- coroutine -> its task: the light userdata the host passed, cast to os_task_t * when first
+-- asked for (the JIT cannot compile that cast, and most requests never wait on anything);
+-- weak keys, so a finished request leaves nothing behind.
 local tasks = setmetatable({}, { __mode = "k" })
 
 function _M.bind(task_ptr)
-    local task = ffi.cast("os_task_t *", task_ptr)
-    tasks[running()] = task
-    return task
+    tasks[running()] = task_ptr
 end
 
 -- The calling request's task; raises when called outside a request's own coroutine
 -- (at module load time, or inside a coroutine the handler made itself).
 function _M.task()
-    local task = tasks[running()]
+    local co = running()
+    local task = tasks[co]
     if not task then
         error("asynchronous call outside a request's coroutine", 3)
+    elseif type(task) == "userdata" then
+        task = ffi.cast("os_task_t *", task)
+        tasks[co] = task
     end
     return task
 end

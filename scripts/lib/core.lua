@@ -56,6 +56,10 @@ uint64_t os_random_u64(void);
 int os_log_enabled(int level);
 void os_log_write(int level, const char *msg, size_t len);
 
+void os_log_request(int level, const char *msg, size_t msg_len, const char *method, size_t method_len,
+                    const char *path, size_t path_len, int status, int64_t ms, const char *request_id,
+                    size_t request_id_len, const char *sub, size_t sub_len, const char *role, size_t role_len);
+
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
 
 int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);

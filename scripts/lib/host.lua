@@ -4,7 +4,8 @@
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
 -- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
 -- the filters' before() in priority order, the handler, then the filters' after() and
--- log() in reverse, and turns the response into (status, body, headers, route) for the C host.
+-- log() in reverse, and hands the response to the C host as (status, body, headers: the
+-- response's list of { name, value } pairs, route).
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
 local async = require("lib.async")
@@ -52,15 +53,6 @@ local function build_filters(defaults, own, message)
     return chain
 end
 
-local function flatten(resp)
-    local flat, n = {}, 0
-    for _, h in ipairs(resp.headers) do
-        flat[n + 1], flat[n + 2] = h[1], h[2]
-        n = n + 2
-    end
-    return flat
-end
-
 -- Request ids: 48 random bits drawn once per VM (from getrandom, see init), the worker and a
 -- counter. Replicas started in the same second, and the VM a reload builds, draw different
 -- prefixes, so ids never repeat across them (short of a 2^-48 coincidence).
@@ -76,25 +68,31 @@ local function internal_error(req, route_name, err)
     return response.json(500, { error = "internal error", request_id = req.request_id })
 end
 
--- before() filters in priority order (one may answer instead of the handler), the handler,
--- then after() filters in reverse. A Lua error in a filter or the handler becomes a 500,
--- and the after() filters still see it (so the 500 carries the request id too).
+-- before() filters in priority order (one may answer instead of the handler), then the
+-- handler; req._before_ran counts the before() steps started, for run's after() steps.
+local function answer(chain, handler, route_name, req)
+    for i = 1, #chain do
+        req._before_ran = i
+        local before = chain[i].filter.before
+        local resp = before and before(req, chain[i].conf)
+        if resp then
+            return resp
+        end
+    end
+    local resp = handler(req)
+    if type(resp) ~= "table" or not resp.status then
+        error("handler for " .. route_name .. " returned no response", 0)
+    end
+    return resp
+end
+
+-- answer(), then after() filters in reverse. A Lua error in a filter or the handler becomes
+-- a 500, and the after() filters still see it (so the 500 carries the request id too).
+-- No closure per request: the JIT compiles none.
 local function run(chain, handler, route_name, req)
-    local resp, ran = nil, 0
-    local ok, err = xpcall(function()
-        for i = 1, #chain do
-            ran = i
-            local before = chain[i].filter.before
-            resp = before and before(req, chain[i].conf)
-            if resp then
-                return
-            end
-        end
-        resp = handler(req)
-        if type(resp) ~= "table" or not resp.status then
-            error("handler for " .. route_name .. " returned no response", 0)
-        end
-    end, traceback)
+    req._before_ran = 0
+    local ok, resp = xpcall(answer, traceback, chain, handler, route_name, req)
+    local err, ran = resp, req._before_ran
     if not ok and err == async.CANCELLED then
         -- the client went away (async.wait): nobody reads this answer
         log.debug("request abandoned: client gone", { request_id = req.request_id, route = route_name })
@@ -128,26 +126,29 @@ local function not_found(req)
     return response.error(404, "not found", { path = req.path })
 end
 
+local function method_not_allowed(req)
+    return response.error(405, "method not allowed", { allow = req._allow }):header("allow", req._allow)
+end
+
 local global_filters
 local function dispatch(task_ptr, fields)
     async.bind(task_ptr)
     fields.request_id = new_request_id()
-    local req = request.new(fields)
+    local req = request.adopt(fields)
     local route, status, allow, matched = router:match(req.method, req.path)
     local resp
     if route then
         req.params = status
         resp = run(route_filters[route], route.fn, route.path, req)
     elseif status == 405 then
-        resp = run(global_filters, function()
-            return response.error(405, "method not allowed", { allow = allow }):header("allow", allow)
-        end, matched.path, req)
+        req._allow = allow
+        resp = run(global_filters, method_not_allowed, matched.path, req)
     else
         resp = run(global_filters, not_found, "unmatched", req)
     end
     -- The metrics' route label: always a declared pattern (the path matched one, whatever the
     -- method) or "unmatched", never the raw path, so clients cannot grow the label set.
-    return resp.status, resp.body or "", flatten(resp), (route or matched) and (route or matched).path or "unmatched"
+    return resp.status, resp.body or "", resp.headers, (route or matched) and (route or matched).path or "unmatched"
 end
 
 -- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.
@@ -161,7 +162,8 @@ local jobs = {}
 
 -- Runs until the worker stops or a reload retires this VM (the new VM starts its own).
 function _M.background(task_ptr)
-    local task = async.bind(task_ptr)
+    async.bind(task_ptr)
+    local task = async.task()
     local C = require("lib.core")
     log.info("background jobs started", { jobs = #jobs })
     for _, job in ipairs(jobs) do

@@ -1,7 +1,10 @@
 /* test_log.c - every log line is one valid JSON object in valid UTF-8, however long or odd its
- * input: long strings are cut inside with a marker, short fields survive, bad bytes are escaped. */
+ * input: long strings are cut inside with a marker, short fields survive, bad bytes are escaped.
+ * The access log's lines wait in the worker's buffer until it is full, its timer fires, another
+ * line is written (after them) or the worker stops. */
 #include "ffi.h"
 #include "log.h"
+#include "timer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +150,111 @@ static size_t capture(int level, const char *msg, size_t len)
     return n;
 }
 
+/* ---- stderr to a file for a whole sequence of calls ---- */
+static FILE *seq_file;
+static int seq_saved;
+
+static void seq_begin(void)
+{
+    fflush(stderr);
+    seq_file = tmpfile();
+    seq_saved = dup(STDERR_FILENO);
+    dup2(fileno(seq_file), STDERR_FILENO);
+}
+
+/* What the logger has written since seq_begin, as whole valid lines: their count, or -1. */
+static int seq_lines(void)
+{
+    long size = lseek(fileno(seq_file), 0, SEEK_END);
+    if (size < 0 || (size_t)size >= sizeof(captured))
+        return -1;
+    if (pread(fileno(seq_file), captured, (size_t)size, 0) != size)
+        return -1;
+    captured[size] = '\0';
+    int lines = 0;
+    for (char *line = captured, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++)
+        if (!valid_line(line, (size_t)(nl - line + 1)))
+            return -1;
+    return captured[0] != '\0' && captured[size - 1] != '\n' ? -1 : lines;
+}
+
+static void seq_end(void)
+{
+    dup2(seq_saved, STDERR_FILENO);
+    close(seq_saved);
+    fclose(seq_file);
+}
+
+static void request_line(const char *request_id)
+{
+    os_log_request(OS_LOG_INFO, "request", 7, "GET", 3, "/health/live/", 13, 200, 0, request_id, strlen(request_id),
+                   NULL, 0, NULL, 0);
+}
+
+static void test_buffer(void)
+{
+    os_timers_t timers = {0};
+    seq_begin();
+    CHECK(os_log_buffer_start(&timers, 1024, 5) == 0);
+
+    /* A line waits, with the flush timer armed; a warning writes it first, then itself. */
+    request_line("buf-1");
+    CHECK(seq_lines() == 0);
+    CHECK(os_timers_next_wait(&timers, 1000) <= 5);
+    os_log_write(OS_LOG_WARN, "\"msg\":\"careful\"", 16);
+    CHECK(seq_lines() == 2);
+    CHECK(strstr(captured, "buf-1") != NULL && strstr(captured, "buf-1") < strstr(captured, "careful"));
+    CHECK(os_timers_next_wait(&timers, 1000) == 1000); /* nothing waits: no timer */
+
+    /* Full: the line that does not fit writes the ones before it, whole. */
+    int written = 0;
+    for (int i = 0; i < 12; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "fill-%d", i);
+        request_line(id);
+        written = seq_lines();
+        CHECK(written >= 0);
+    }
+    CHECK(written > 2 && written < 14);
+
+    /* The timer writes the rest once due (waited for, not slept). */
+    while (os_timers_next_wait(&timers, 1000) > 0)
+        ;
+    os_timers_run(&timers);
+    CHECK(seq_lines() == 14);
+
+    /* A slow request's warning is written at once; the stop writes what waits. */
+    os_log_request(OS_LOG_WARN, "slow request", 12, "GET", 3, "/x", 2, 200, 1500, "slow-1", 6, "44", 2, "customer", 8);
+    CHECK(seq_lines() == 15 && strstr(captured, "\"sub\":\"44\",\"role\":\"customer\"}") != NULL);
+    request_line("last-1");
+    CHECK(seq_lines() == 15);
+    os_log_buffer_stop();
+    CHECK(seq_lines() == 16 && strstr(captured, "last-1") != NULL);
+    request_line("after-stop"); /* no buffer: at once */
+    CHECK(seq_lines() == 17);
+    seq_end();
+    os_timers_dispose(&timers);
+}
+
+static void test_request_lines(void)
+{
+    static char path[20001];
+    memset(path, 'p', sizeof(path) - 1);
+    path[0] = '/';
+    seq_begin();
+    os_log_request(OS_LOG_INFO, "request", 7, "GET", 3, path, sizeof(path) - 1, 404, 3, "req-long", 8, NULL, 0, NULL, 0);
+    os_log_request(OS_LOG_INFO, "request", 7, "G\"T", 3, "/caf\xc3\xa9/\xff/\"q\"\n", 13, 200, -1, NULL, 0, "s\\b", 3,
+                   NULL, 0);
+    CHECK(seq_lines() == 2);
+    char *second = strchr(captured, '\n') + 1;
+    CHECK(second - captured <= 8192);
+    CHECK(strstr(captured, "\xe2\x80\xa6[truncated]\",\"status\":404,\"ms\":3,\"request_id\":\"req-long\"}") != NULL);
+    CHECK(strstr(second, "\"method\":\"G\\\"T\"") != NULL);
+    CHECK(strstr(second, "\"path\":\"/caf\xc3\xa9/\\ufffd/\\\"q\\\"\\n\"") != NULL);
+    CHECK(strstr(second, "\"ms\":-1,\"sub\":\"s\\\\b\"}") != NULL); /* no request_id, no role */
+    seq_end();
+}
+
 int main(void)
 {
     static char big[40000], members[90000];
@@ -217,5 +325,8 @@ int main(void)
     n = capture(OS_LOG_INFO, members, strlen(members));
     CHECK(valid_line(captured, n));
     CHECK(strstr(captured, "\"status\":201") != NULL);
+
+    test_buffer();
+    test_request_lines();
     return check_summary();
 }

@@ -5,7 +5,7 @@ import os
 import tempfile
 import unittest
 
-from harness import SOURCE_DIR, Service, run_binary, token
+from harness import SOURCE_DIR, Service, run_binary, token, wait_until
 
 OTHER_SECRET = "not-the-service-secret-0123456789abcdef"
 
@@ -95,7 +95,9 @@ class Auth(unittest.TestCase):
 
     def test_the_principal_is_in_the_access_log(self):
         self.get("/v1/orders/1/", self.customer, headers={"X-Request-Id": "who-is-it-1"})
-        line = next(l for l in self.svc.logs().splitlines() if "who-is-it-1" in l and '"request"' in l)
+        # access log lines wait in the worker's buffer for up to ACCESS_LOG_FLUSH_MS
+        line = wait_until(lambda: next((l for l in self.svc.logs().splitlines() if "who-is-it-1" in l and
+                                        '"request"' in l), None), what="the access log line")
         self.assertIn('"sub":"44"', line)
         self.assertIn('"role":"customer"', line)
         self.assertNotIn(self.customer, self.svc.logs())

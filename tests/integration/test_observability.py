@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import unittest
 
 from harness import ADMIN_TOKEN, Service, fresh_database, run_binary, start_standins, wait_until
@@ -267,6 +268,55 @@ class LogLines(unittest.TestCase):
             # Every line the service wrote parses.
             for raw in open(svc.log.name, "rb").read().splitlines():
                 json.loads(raw.decode("utf-8"))
+
+
+class AccessLogBuffer(unittest.TestCase):
+    """Each worker keeps its access log lines in a buffer (ACCESS_LOG_BUFFER_BYTES) written whole:
+    when full, ACCESS_LOG_FLUSH_MS after its oldest line, and when the service stops."""
+
+    def lines(self, svc, prefix):
+        out = []
+        for raw in open(svc.log.name, "rb").read().splitlines():
+            line = json.loads(raw.decode("utf-8"))  # every line whole: valid UTF-8 and JSON
+            if str(line.get("request_id", "")).startswith(prefix):
+                out.append(line)
+        return out
+
+    def test_a_burst_on_several_workers_arrives_whole_line_by_line(self):
+        # A buffer of 2 KiB fills every few lines, so the workers write often and at once.
+        env = {"ACCESS_LOG_BUFFER_BYTES": "2048", "ACCESS_LOG_FLUSH_MS": "200"}
+        with Service(workers=3, env=env) as svc:
+            ids = [f"burst-{n}" for n in range(600)]
+
+            def send(chunk):
+                for request_id in chunk:  # a connection each: the kernel spreads them over the workers
+                    self.assertEqual(svc.request("GET", "/health/live/", headers={"X-Request-Id": request_id}).status,
+                                     200)
+            threads = [threading.Thread(target=send, args=(ids[i::8],)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wait_until(lambda: len(self.lines(svc, "burst-")) == len(ids), what="an access log line per request")
+            lines = self.lines(svc, "burst-")
+            self.assertEqual(sorted(line["request_id"] for line in lines), sorted(ids))
+            self.assertGreater(len({line["worker"] for line in lines}), 1)
+
+    def test_a_line_arrives_within_the_flush_interval_once_traffic_stops(self):
+        with Service(workers=2, env={"ACCESS_LOG_FLUSH_MS": "300"}) as svc:
+            self.assertEqual(svc.request("GET", "/health/live/", headers={"X-Request-Id": "lone-1"}).status, 200)
+            lines = wait_until(lambda: self.lines(svc, "lone-"), seconds=5, what="the buffered line")
+            self.assertEqual([(line["msg"], line["status"], line["level"]) for line in lines], [("request", 200, "info")])
+
+    def test_sigterm_writes_the_lines_still_buffered(self):
+        # A minute's flush interval: only the stop can write these lines.
+        with Service(workers=2, env={"ACCESS_LOG_FLUSH_MS": "60000"}) as svc:
+            for n in range(20):
+                svc.request("GET", "/health/live/", headers={"X-Request-Id": f"tail-{n}"})
+            self.assertEqual(self.lines(svc, "tail-"), [])
+            self.assertEqual(svc.stop(), 0)
+            self.assertEqual(sorted(line["request_id"] for line in self.lines(svc, "tail-")),
+                             sorted(f"tail-{n}" for n in range(20)))
 
 
 class RequestIds(unittest.TestCase):

@@ -17,6 +17,8 @@ BAD = {
     "ROUTES_FILE": "r" * 2000,
     "SCRIPTS_DIR": "s" * 2000,
     "LOG_LEVEL": "loud",
+    "ACCESS_LOG_BUFFER_BYTES": "16777217",
+    "ACCESS_LOG_FLUSH_MS": "0",
     "DATABASE_URL": "d" * 3000,
     "DB_POOL_SIZE": "-1",
     "DB_ACQUIRE_TIMEOUT_MS": "abc",
