@@ -43,8 +43,15 @@ local REPRESENTATION = [[
                                           WHERE i.order_id = @.order_id) x),
                                 '[]'::json) AS items) r)]]
 
+local representations = {}
+
 local function representation(alias)
-    return (REPRESENTATION:gsub("@", alias))
+    local text = representations[alias]
+    if not text then
+        text = REPRESENTATION:gsub("@", alias)
+        representations[alias] = text
+    end
+    return text
 end
 
 -- One order: its customer (the scoping check) and its representation.
