@@ -316,7 +316,7 @@ function _M.events(req)
     elseif not rows[1] then
         return not_found(id)
     end
-    return response.text(200, rows[1].timeline, { ["content-type"] = "application/json" })
+    return response.json_text(200, rows[1].timeline)
 end
 
 -- ---- status changes (update and cancel) ----
