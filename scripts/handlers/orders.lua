@@ -105,50 +105,31 @@ local function check_owner(req, id)
 end
 
 -- ---- representation ----
+--
+-- An order's representation is built by PostgreSQL, in one place (orders.sql, DETAILS and
+-- list): reads pass its JSON text through; the writes, whose saga steps read the order's
+-- fields, decode it.
 
-local function item_view(item)
-    return {
-        order_item_id = item.order_item_id,
-        product_id = item.product_id,
-        sku = item.sku,
-        quantity = item.quantity,
-        unit_price = item.unit_price,
-    }
-end
-
--- row: an order row of order_sql.DETAILS / list (items as JSON text or NULL).
-local function order_view(row)
-    local items = response.array()
-    if row.items ~= null and row.items ~= nil then
-        local list = cjson.decode(row.items) or {}
-        for i, item in ipairs(list) do
-            items[i] = item_view(item)
-        end
-    end
-    return {
-        order_id = row.order_id,
-        customer_id = row.customer_id,
-        order_status = row.order_status,
-        payment_status = row.payment_status,
-        shipping_status = row.shipping_status,
-        order_total = row.order_total,
-        subtotal = row.subtotal,
-        tax = row.tax,
-        shipping_fee = row.shipping_fee,
-        created_at = row.created_at,
-        updated_at = row.updated_at,
-        items = items,
-    }
-end
-
--- The order's representation, or nil (missing), or nil, err. From the primary unless
--- from_replica: only a plain read that needs no write of its own may lag (DATABASE_READ_URL).
-local function load_order(id, from_replica)
+-- The order's row of DETAILS (customer_id, representation), or nil (missing), or nil, err.
+-- From the primary unless from_replica: only a plain read that needs no write of its own may
+-- lag (DATABASE_READ_URL).
+local function load_order_row(id, from_replica)
     local rows, err = (from_replica and db.read or db.query)(DETAILS, id)
     if not rows then
         return nil, err
     end
-    return rows[1] and order_view(rows[1])
+    return rows[1]
+end
+
+-- The order's representation as a table, or nil (missing), or nil, err.
+local function load_order(id)
+    local row, err = load_order_row(id)
+    if not row then
+        return nil, err
+    end
+    local view = assert(cjson.decode(row.representation))
+    response.array(view.items) -- [] again when re-encoded, not {}
+    return view
 end
 
 -- ---- Idempotency-Key ----
@@ -309,13 +290,13 @@ end
 
 function _M.details(req)
     local id = req.params.id
-    local view, err = load_order(id, true)
+    local row, err = load_order_row(id, true)
     if err then
         return db_failure(req, err)
-    elseif not view or not principal.can_read_customer(req.principal, view.customer_id) then
+    elseif not row or not principal.can_read_customer(req.principal, row.customer_id) then
         return not_found(id)
     end
-    return response.json(200, view)
+    return response.json_text(200, row.representation)
 end
 
 -- ---- timeline ----
@@ -335,7 +316,7 @@ function _M.events(req)
     elseif not rows[1] then
         return not_found(id)
     end
-    return response.text(200, rows[1].timeline, { ["content-type"] = "application/json" })
+    return response.json_text(200, rows[1].timeline)
 end
 
 -- ---- status changes (update and cancel) ----
@@ -578,16 +559,22 @@ local function list_link(req, changes)
     return req.path .. "?" .. query.encode(args)
 end
 
+local function representation(row)
+    return row.representation
+end
+
 local function list_response(req, args)
     local sql, params = order_sql.list(args)
     local rows, err = db.read(sql, unpack(params, 1, #params))
     if not rows then
         return db_failure(req, err)
     end
-    return response.json(200, pagination.envelope(args, rows, response.array(), order_view,
-                                                  function(changes)
-                                                      return list_link(req, changes)
-                                                  end, null))
+    local out = pagination.envelope(args, rows, {}, representation, function(changes)
+        return list_link(req, changes)
+    end, null)
+    local results = out.results
+    out.results = nil
+    return response.json_with_array(200, out, "results", results)
 end
 
 function _M.list(req)

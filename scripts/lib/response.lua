@@ -15,6 +15,7 @@ local lower = string.lower
 local pairs = pairs
 local pcall = pcall
 local sort = table.sort
+local sub = string.sub
 local tostring = tostring
 local type = type
 
@@ -180,6 +181,37 @@ function _M.json(status, value, headers)
     if not ok then
         error("bad 'value' argument: " .. tostring(body), 2)
     end
+    return new(status, "application/json", body, headers)
+end
+
+-- A JSON response whose body, or part of it, is JSON text built elsewhere (an order's
+-- representation, built by PostgreSQL): spliced in as it is, never decoded and re-encoded.
+-- The text must be JSON; it is not checked here.
+function _M.json_text(status, text, headers)
+    if type(text) ~= "string" then
+        error("bad 'text' argument", 2)
+    end
+    return new(status, "application/json", text, headers)
+end
+
+-- `object` (a table that encodes as a JSON object) with one more field, `name`, whose value is
+-- the JSON array of the JSON texts in `texts`.
+function _M.json_with_array(status, object, name, texts, headers)
+    if type(object) ~= "table" or object[name] ~= nil then
+        error("bad 'object' argument", 2)
+    elseif type(name) ~= "string" then
+        error("bad 'name' argument", 2)
+    elseif type(texts) ~= "table" then
+        error("bad 'texts' argument", 2)
+    end
+    local ok, rest = pcall(encode, object)
+    if not ok then
+        error("bad 'object' argument: " .. tostring(rest), 2)
+    elseif sub(rest, 1, 1) ~= "{" then
+        error("bad 'object' argument: not a JSON object", 2)
+    end
+    local body = "{" .. json.encode(name) .. ":[" .. concat(texts, ",") .. "]"
+        .. (rest == "{}" and "}" or "," .. sub(rest, 2))
     return new(status, "application/json", body, headers)
 end
 

@@ -21,9 +21,9 @@ local _M = {}
 _M.MAX_LINKED_OFFSET = order_sql.COUNT_LIMIT
 
 -- args: orders.input.list_args / history_args; rows: the rows of order_sql.list(args);
--- results: an empty table that encodes as a JSON array; view(row): the order's
--- representation; link(changes): a relative link to this list with the query arguments in
--- `changes` set (false removes one); null: the JSON null.
+-- results: an empty table, which gets view(row) of each order of the page, in order (the
+-- handler's are the representations' JSON texts); link(changes): a relative link to this
+-- list with the query arguments in `changes` set (false removes one); null: the JSON null.
 function _M.envelope(args, rows, results, view, link, null)
     local size = args.page_size
     local last

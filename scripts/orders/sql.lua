@@ -3,10 +3,12 @@
 -- Pure text: nothing here runs a query, so tests/integration/test_orders_explain.py can load
 -- this module under plain LuaJIT and EXPLAIN exactly what the handlers send.
 --
--- An order travels with its items as one row: the items are aggregated into a JSON array
--- by a correlated subquery on ordersapp_orderitem (order_id index), so a page of orders and
--- all their items is ONE query and there is no N+1. unit_price is cast to text inside the
--- JSON so the money never becomes a JSON (double) number.
+-- An order travels with its items as one row, and as its representation: PostgreSQL builds
+-- the order's whole JSON (the columns, and the items aggregated by a correlated subquery on
+-- ordersapp_orderitem's order_id index), so a page of orders and all their items is ONE query,
+-- there is no N+1, and Lua splices the texts into the answer without decoding them. Money is
+-- cast to text inside the JSON so it never becomes a JSON (double) number; timestamps are
+-- PostgreSQL's JSON form of timestamptz, ISO 8601 with the offset (the session runs in UTC).
 --
 -- The list query is built from the filters present, so each shape is planned for what it
 -- really asks (a catch-all "$1 IS NULL OR col = $1" query would defeat the indexes). It
@@ -24,18 +26,36 @@ local ORDER_COLUMNS = [[
 o.order_id, o.customer_id, o.order_status, o.payment_status, o.shipping_status,
        o.order_total, o.subtotal, o.tax, o.shipping_fee, o.created_at, o.updated_at]]
 
-local function items_of(alias)
-    return format([[
-(SELECT json_agg(json_build_object('order_item_id', i.order_item_id,
-                                           'product_id', i.product_id, 'sku', i.sku,
-                                           'quantity', i.quantity,
-                                           'unit_price', i.unit_price::text)
-                         ORDER BY i.order_item_id)
-          FROM ordersapp_orderitem i WHERE i.order_id = %s.order_id)]], alias)
+-- The order's representation as compact JSON text, for the order row under `alias`; items
+-- is [] when the order has none. row_to_json writes no whitespace (json_build_object and
+-- json_agg would add some), so the texts are as small as cjson's.
+local REPRESENTATION = [[
+(SELECT row_to_json(r)
+          FROM (SELECT @.order_id, @.customer_id, @.order_status, @.payment_status, @.shipping_status,
+                       @.order_total::text AS order_total, @.subtotal::text AS subtotal,
+                       @.tax::text AS tax, @.shipping_fee::text AS shipping_fee,
+                       @.created_at, @.updated_at,
+                       COALESCE((SELECT ('[' || string_agg(row_to_json(x)::text, ','
+                                                           ORDER BY x.order_item_id) || ']')::json
+                                   FROM (SELECT i.order_item_id, i.product_id, i.sku, i.quantity,
+                                                i.unit_price::text AS unit_price
+                                           FROM ordersapp_orderitem i
+                                          WHERE i.order_id = @.order_id) x),
+                                '[]'::json) AS items) r)]]
+
+local representations = {}
+
+local function representation(alias)
+    local text = representations[alias]
+    if not text then
+        text = REPRESENTATION:gsub("@", alias)
+        representations[alias] = text
+    end
+    return text
 end
 
--- One order with its items (items is JSON text, or NULL when the order has none).
-_M.DETAILS = "SELECT " .. ORDER_COLUMNS .. ",\n       " .. items_of("o") .. [[ AS items
+-- One order: its customer (the scoping check) and its representation.
+_M.DETAILS = "SELECT o.customer_id, " .. representation("o") .. [[ AS representation
   FROM ordersapp_order o
  WHERE o.order_id = $1]]
 
@@ -194,7 +214,7 @@ end
 
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
 -- page_size). Returns sql, params: the query answers one row per order of the page plus at
--- most one more (total_count, the order columns, items), or a single row with only
+-- most one more (total_count, order_id, representation), or a single row with only
 -- total_count when the page is empty. total_count is min(matching orders, COUNT_LIMIT + 1).
 function _M.list(args)
     local where, params = {}, {}
@@ -259,7 +279,8 @@ function _M.list(args)
         .. " WHERE " .. page_cond .. "\n"
         .. " ORDER BY " .. order_by("o", args.sort, args.dir) .. "\n"
         .. " LIMIT " .. limit .. " OFFSET " .. offset .. "\n)\n"
-        .. "SELECT c.total_count, p.*,\n       " .. items_of("p") .. " AS items\n"
+        .. "SELECT c.total_count, p.order_id,\n       " .. representation("p")
+        .. " AS representation\n"
         .. "  FROM (SELECT count(*) AS total_count FROM (SELECT 1 FROM ordersapp_order o\n"
         .. "         WHERE " .. cond .. "\n         LIMIT " .. count_limit .. ") m) c\n"
         .. "  LEFT JOIN page p ON true\n"

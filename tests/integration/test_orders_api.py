@@ -285,6 +285,36 @@ class OrdersApiTest(unittest.TestCase):
         self.assertEqual(200, r.status)
         self.assertIn(b'"items":[]', r.body)
 
+    def test_a_list_answers_each_order_exactly_as_its_details(self):
+        # one representation, built by PostgreSQL: spliced into lists, answered by details
+        customer = new_customer()
+        made = [self.create(customer, items=[item(1, 'A "quoted" / \\ \u00e9', 3, "0.10"),
+                                             item(2, "B", 1, "99999.99")]),
+                self.create(customer, items=[item(3, "C", 2, "12.30")])]
+        r = self.call("GET", f"/v1/orders/?customer_id={customer}")
+        self.assertEqual(200, r.status)
+        listed = r.json()["results"]
+        self.assertEqual([o["order_id"] for o in reversed(made)], [o["order_id"] for o in listed])
+        for order in listed:
+            self.assertEqual(self.call("GET", f"/v1/orders/{order['order_id']}/").json(), order)
+        self.assertEqual([(i["sku"], i["quantity"], i["unit_price"]) for i in made[0]["items"]],
+                         [(i["sku"], i["quantity"], i["unit_price"]) for i in listed[1]["items"]])
+        self.assertIn(b'"unit_price":"0.10"', r.body)
+        self.assertIn(b'"order_total":"', r.body)
+        history = self.get_list("", f"/v1/orders/my-orders/{customer}/")["results"]
+        self.assertEqual(listed, history)
+        # the seed's legacy orders too: null breakdowns, orders without items, their timestamps
+        page = self.get_list(f"created_to={self.seed_to}&page_size=100")["results"]
+        self.assertEqual(100, len(page))
+        for order in page:
+            self.assertEqual(self.call("GET", f"/v1/orders/{order['order_id']}/").json(), order)
+        seeded = {o["order_id"]: o for o in self.seed_orders}
+        for order in page:
+            seed = seeded[str(order["order_id"])]
+            self.assertRegex(order["order_total"], r"^[0-9]+\.[0-9]{2}$")
+            self.assertEqual(Decimal(seed["order_total"]), Decimal(order["order_total"]))
+            self.assertEqual(seed["created_at"].replace(" ", "T") + "+00:00", order["created_at"])
+
     # ---- update ----
 
     ORDER_PATHS = {"PENDING": [], "CONFIRMED": ["CONFIRMED"], "SHIPPED": ["CONFIRMED", "SHIPPED"],

@@ -11,6 +11,18 @@ local function base(extra)
 end
 
 describe("orders.sql", function()
+    it("builds the order's representation in one place, for details and lists, money as text", function()
+        local list = order_sql.list(base())
+        for _, sql in ipairs({ order_sql.DETAILS, list }) do
+            assert.truthy(sql:find("AS representation", 1, true))
+            for _, money in ipairs({ "order_total", "subtotal", "tax", "shipping_fee" }) do
+                assert.truthy(sql:find("[op]%." .. money .. "::text AS " .. money), money)
+            end
+            assert.truthy(sql:find("i.unit_price::text AS unit_price", 1, true))
+            assert.truthy(sql:find("'[]'::json", 1, true)) -- items: [] when none
+        end
+    end)
+
     describe("list()", function()
         it("needs only limit, offset and the count's limit without filters", function()
             local sql, params = order_sql.list(base({ page = 3 }))

@@ -90,6 +90,39 @@ describe("lib.response", function()
         end)
     end)
 
+    describe("json_text() and json_with_array()", function()
+        it("answers JSON text built elsewhere as it is", function()
+            local resp = response.json_text(200, '{"order_id":7,"total":"12.50"}')
+            assert.same({ "content-type: application/json" }, header_list(resp))
+            assert.equal('{"order_id":7,"total":"12.50"}', resp.body)
+            assert.has_error(function() response.json_text(200, {}) end, "bad 'text' argument")
+        end)
+
+        it("splices JSON texts into an object's array without re-encoding them", function()
+            local texts = { '{"total":"0.10","sku":"a/b"}', '{"total":"99999999.99"}' }
+            local body = response.json_with_array(200, { count = 2, next = response.null },
+                                                  "results", texts).body
+            assert.matches('"results":[' .. table.concat(texts, ",") .. "]", body, 1, true)
+            assert.same({ count = 2, next = cjson.null, results = {
+                { total = "0.10", sku = "a/b" }, { total = "99999999.99" } } }, cjson.decode(body))
+        end)
+
+        it("writes an empty array, and an object with nothing else", function()
+            assert.equal('{"results":[]}', response.json_with_array(200, {}, "results", {}).body)
+            assert.same({ results = {}, page = 1 },
+                        cjson.decode(response.json_with_array(200, { page = 1 }, "results", {}).body))
+        end)
+
+        it("refuses an object that already has the field, or is not an object", function()
+            assert.has_error(function()
+                response.json_with_array(200, { results = 1 }, "results", {})
+            end, "bad 'object' argument")
+            assert.has_error(function()
+                response.json_with_array(200, response.array({ 1 }), "results", {})
+            end)
+        end)
+    end)
+
     describe("html()", function()
         it("builds an HTML response", function()
             local resp = response.html(200, "<h1>Orders</h1>")
