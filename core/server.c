@@ -210,8 +210,9 @@ static void *worker_main(void *arg)
                                              sizeof(err))) == NULL)
         os_log(OS_LOG_ERROR, "%s", err);
     worker->http = os_http_pools_create(worker);
-    /* One worker per replica runs the jobs; the database arbitrates between replicas. */
-    if (os_config.jobs && worker->id == 0)
+    /* Every worker runs the jobs routes.lua gives it (lib/host.lua: worker 0 or all of them);
+     * the database arbitrates between workers and replicas. */
+    if (os_config.jobs)
         os_luahost_start_background(worker);
 
     worker->listener = h2o_evloop_socket_create(worker->ctx.loop, worker->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
