@@ -222,7 +222,13 @@ static void *worker_main(void *arg)
     os_timer_start(&worker->timers, &worker->tick, 0);
 
     while (!worker_done(worker)) {
-        h2o_evloop_run(worker->ctx.loop, os_timers_next_wait(&worker->timers, TICK_MS));
+        /* h2o runs a socket's deferred callbacks (a write that completed at once: only then does
+         * its HTTP client start reading the answer) after its next poll. A call begun from our
+         * timers (a resumed or spawned task) would wait out that poll, up to a tick, for an
+         * answer already there: poll without waiting while any is deferred. */
+        h2o_evloop_t *loop = worker->ctx.loop;
+        int pending = loop->_pending_as_client != NULL || loop->_pending_as_server != NULL;
+        h2o_evloop_run(loop, pending ? 0 : os_timers_next_wait(&worker->timers, TICK_MS));
         os_timers_run(&worker->timers);
     }
     os_replica_stop(worker->replica);
