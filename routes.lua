@@ -28,9 +28,11 @@ return {
         auth = { exempt_prefixes = { "/orders-doc/" } },
     },
 
-    -- Background work, run on worker 0 of every replica (JOBS=0 turns it off there).
+    -- Background work on every replica (JOBS=0 turns it off there): on worker 0, or on every
+    -- worker with workers = "all". The outbox's rows are leased (FOR UPDATE SKIP LOCKED), so
+    -- every worker delivers a share; saga recovery is rare work that would only race itself.
     jobs = {
-        outbox = { handler = "jobs.deliver_outbox", every_ms = config.OUTBOX_EVERY_MS },
+        outbox = { handler = "jobs.deliver_outbox", every_ms = config.OUTBOX_EVERY_MS, workers = "all" },
         saga_recovery = { handler = "jobs.recover_sagas", every_ms = config.SAGA_RECOVERY_EVERY_MS },
     },
 

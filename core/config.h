@@ -35,7 +35,7 @@ typedef struct os_config {
     int shutdown_ready_delay_ms; /* SIGTERM: readiness answers 503 this long before the listener closes */
     int downstream_timeout_ms;
     int downstream_pool_size;
-    int jobs; /* run background jobs (outbox delivery, recovery) on worker 0 */
+    int jobs; /* run routes.lua's background jobs (on worker 0 or every worker, as it says) */
     int reload_poll_ms; /* watch the scripts for changes this often; 0: only on SIGHUP */
     int64_t tax_ppm;        /* TAX_RATE as parts per million */
     int64_t shipping_cents; /* SHIPPING_FEE in cents */

@@ -115,11 +115,13 @@ int os_http_maybe_sent(os_task_t *task);
 int os_server_draining(void);
 
 /* ---- background jobs: their liveness, for /health/ and /metrics ---- */
-/** Declares a job and its interval (again on a reload: its history stays). */
-void os_job_register(const char *name, int64_t every_ms);
-/** Records that the job completed a cycle now. */
-void os_job_succeeded(const char *name);
-/** Describes the stalled jobs into buf (NUL-terminated, cut to cap); returns the length, 0 when none is stalled. */
+/** Declares the n jobs worker runs and their intervals, replacing its earlier set (a reload declares
+ *  again: a job still there keeps its history, one no longer there is forgotten). */
+void os_jobs_declare(int worker, const char *const *names, const int64_t *every_ms, size_t n);
+/** Records that the job's instance on worker completed a cycle now. */
+void os_job_succeeded(int worker, const char *name);
+/** Describes the stalled job instances into buf (NUL-terminated, cut to cap); returns the length, 0 when none
+ *  is stalled. */
 size_t os_jobs_stalled(char *buf, size_t cap);
 
 /* ---- metrics: Prometheus text of every worker's counters, summed ----

@@ -62,8 +62,7 @@ typedef struct lua_task {
     int co_ref;
     h2o_req_t *req; /* NULL once the client has gone away */
     void *guard;    /* lives in req->pool; clears req when h2o disposes it */
-    int background; /* a job runner, not a request: counted in jobs_running, not tasks_running */
-    int spawned;    /* started by async.spawn (also background): its end is not the job runner's */
+    int background; /* a job runner or a task it spawned, not a request: counted in jobs_running */
     int returned;   /* its coroutine returned (not failed, not suspended): it can run another task */
     int abandonable; /* a GET or HEAD: when its client goes away, its waits are cancelled */
     os_timer_t gone_timer; /* an abandonable request's check for a client that closed its connection */
@@ -317,13 +316,8 @@ static void finish(lua_task_t *task)
     size_t len = 0;
     const char *body = lua_tolstring(co, 2, &len);
     const char *route = lua_tostring(co, 4);
-    if (task->spawned)
+    if (task->background) /* a job runner or a task it spawned: nobody to answer */
         return;
-    if (task->background) {
-        /* The job runner returns when a reload retired its VM or the worker stops: routine. */
-        os_log(OS_LOG_INFO, "background jobs stopped");
-        return;
-    }
     if (status < 100 || status > 599 || body == NULL) {
         send_internal_error(task, "dispatcher returned no status or body");
         return;
@@ -555,7 +549,6 @@ int os_task_spawn(os_task_t *parent_base, int64_t id)
     }
     lua_pushnumber(task->co, (lua_Number)id);
     task->background = 1;
-    task->spawned = 1;
     worker->jobs_running++; /* a drain waits for it like for the job runner that spawned it */
     /* Started by the loop through the task's deferred-resume operation (task.c), so that
      * disposing the task before it starts cancels the start like any other wait. */

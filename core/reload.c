@@ -134,11 +134,11 @@ static os_vm_t *install(os_worker_t *worker)
     return old;
 }
 
-/* After install: the old VM drains, worker 0 moves its jobs to the new one. */
+/* After install: the old VM drains, the worker moves its jobs to the new one. */
 static void retire(os_worker_t *worker, os_vm_t *old)
 {
     os_vm_release(old); /* closed once the requests it is running have finished */
-    if (os_config.jobs && worker->id == 0)
+    if (os_config.jobs)
         os_luahost_start_background(worker);
     os_metrics_count_reload(worker->metrics, 1);
     os_log(OS_LOG_INFO, "scripts reloaded");

@@ -210,8 +210,9 @@ static void *worker_main(void *arg)
                                              sizeof(err))) == NULL)
         os_log(OS_LOG_ERROR, "%s", err);
     worker->http = os_http_pools_create(worker);
-    /* One worker per replica runs the jobs; the database arbitrates between replicas. */
-    if (os_config.jobs && worker->id == 0)
+    /* Every worker runs the jobs routes.lua gives it (lib/host.lua: worker 0 or all of them);
+     * the database arbitrates between workers and replicas. */
+    if (os_config.jobs)
         os_luahost_start_background(worker);
 
     worker->listener = h2o_evloop_socket_create(worker->ctx.loop, worker->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -224,7 +225,13 @@ static void *worker_main(void *arg)
         os_log(OS_LOG_WARN, "no memory for the access log buffer: each line is written at once");
 
     while (!worker_done(worker)) {
-        h2o_evloop_run(worker->ctx.loop, os_timers_next_wait(&worker->timers, TICK_MS));
+        /* h2o runs a socket's deferred callbacks (a write that completed at once: only then does
+         * its HTTP client start reading the answer) after its next poll. A call begun from our
+         * timers (a resumed or spawned task) would wait out that poll, up to a tick, for an
+         * answer already there: poll without waiting while any is deferred. */
+        h2o_evloop_t *loop = worker->ctx.loop;
+        int pending = loop->_pending_as_client != NULL || loop->_pending_as_server != NULL;
+        h2o_evloop_run(loop, pending ? 0 : os_timers_next_wait(&worker->timers, TICK_MS));
         os_timers_run(&worker->timers);
     }
     os_replica_stop(worker->replica);

@@ -60,8 +60,9 @@ function _M.run(routes_file)
         end
     end
     for name, job in pairs(decl.jobs or {}) do
-        if type(job) ~= "table" or type(job.handler) ~= "string" then
-            add(("%s: job %q: needs handler = \"module.function\" and every_ms >= 1"):format(routes_file, tostring(name)))
+        local problem = host.job_problem(name, job)
+        if problem then
+            add(routes_file .. ": " .. problem)
         else
             local hok, herr = pcall(host.resolve_handler, job.handler, "job " .. tostring(name))
             if not hok then

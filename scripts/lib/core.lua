@@ -85,9 +85,9 @@ int os_http_maybe_sent(os_task_t *task);
 
 int os_server_draining(void);
 
-void os_job_register(const char *name, int64_t every_ms);
+void os_jobs_declare(int worker, const char *const *names, const int64_t *every_ms, size_t n);
 
-void os_job_succeeded(const char *name);
+void os_job_succeeded(int worker, const char *name);
 
 size_t os_jobs_stalled(char *buf, size_t cap);
 

@@ -151,25 +151,48 @@ local function dispatch(task_ptr, fields)
     return resp.status, resp.body or "", resp.headers, (route or matched) and (route or matched).path or "unmatched"
 end
 
--- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N } }`.
--- They run in one background coroutine on worker 0 of each replica (JOBS=0 turns them
--- off); a job may spread its work over tasks it starts with async.spawn (the outbox
--- delivers a batch's rows in parallel) and waits for them before its cycle ends. A job's cycle fails when it raises or returns nil, err; it is logged and the job
--- runs again at its next turn, whatever failed (the coroutine itself never ends on a
--- failure). A cycle that completes is reported to the C core, where /health/ and
--- /metrics see it (a job that stops completing cycles makes /health/ answer 503).
+-- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N, workers = W } }`.
+-- Each worker of a replica runs one background coroutine (JOBS=0 turns them off) with the
+-- jobs it runs: a job with workers = "all" on every worker, one with workers = "one" (the
+-- default) on worker 0 only. Instances of a job, on workers and replicas, share its work
+-- through the database (the outbox leases its rows with FOR UPDATE SKIP LOCKED). A job may
+-- spread its work over tasks it starts with async.spawn (the outbox delivers a batch's rows
+-- in parallel) and waits for them before its cycle ends. A job's cycle fails when it raises
+-- or returns nil, err; it is logged and the job runs again at its next turn, whatever failed
+-- (the coroutine itself never ends on a failure). A cycle that completes is reported to the
+-- C core, where /health/ and /metrics see it (an instance that stops completing cycles makes
+-- /health/ answer 503).
 local jobs = {}
+
+-- Why the job declaration is unusable, or nil; shared with `orderservice check`.
+function _M.job_problem(name, job)
+    if type(job) ~= "table" or type(job.handler) ~= "string" or type(job.every_ms) ~= "number" or job.every_ms < 1 then
+        return ("job %q: needs handler = \"module.function\" and every_ms >= 1"):format(tostring(name))
+    end
+    if job.workers ~= nil and job.workers ~= "one" and job.workers ~= "all" then
+        return ("job %q: workers must be \"one\" (worker 0, the default) or \"all\", not %q"):format(
+            tostring(name), tostring(job.workers))
+    end
+end
 
 -- Runs until the worker stops or a reload retires this VM (the new VM starts its own).
 function _M.background(task_ptr)
     async.bind(task_ptr)
     local task = async.task()
+    local ffi = require("ffi")
     local C = require("lib.core")
-    log.info("background jobs started", { jobs = #jobs })
-    for _, job in ipairs(jobs) do
-        C.os_job_register(job.name, job.every_ms)
+    local worker = config_of_host.worker_id
+    -- Declared even when empty: a reload may have taken this worker's jobs away.
+    local names, every = ffi.new("const char *[?]", #jobs), ffi.new("int64_t[?]", #jobs)
+    for i, job in ipairs(jobs) do
+        names[i - 1], every[i - 1] = job.name, job.every_ms
     end
-    while C.os_task_retired(task) == 0 and #jobs > 0 do
+    C.os_jobs_declare(worker, names, every, #jobs)
+    if #jobs == 0 then
+        return
+    end
+    log.info("background jobs started", { worker = worker, jobs = #jobs })
+    while C.os_task_retired(task) == 0 do
         local now = tonumber(C.os_monotonic_ms())
         local next_at = now + 1000
         for _, job in ipairs(jobs) do
@@ -180,7 +203,7 @@ function _M.background(task_ptr)
                 elseif result == nil and err ~= nil then
                     log.warn("job cycle failed", { job = job.name, error = tostring(err) })
                 else
-                    C.os_job_succeeded(job.name)
+                    C.os_job_succeeded(worker, job.name)
                 end
                 now = tonumber(C.os_monotonic_ms())
                 job.due_at = now + job.every_ms
@@ -191,15 +214,20 @@ function _M.background(task_ptr)
         end
         async.sleep(math.max(next_at - now, 1))
     end
+    log.info("background jobs stopped", { worker = worker })
 end
 
-local function build_jobs(decl)
+-- The jobs this VM's worker runs, in name order.
+local function build_jobs(decl, worker)
     for name, job in pairs(decl or {}) do
-        if type(job) ~= "table" or type(job.handler) ~= "string" or type(job.every_ms) ~= "number" or job.every_ms < 1 then
-            error(("job %q: needs handler = \"module.function\" and every_ms >= 1"):format(tostring(name)), 0)
+        local problem = _M.job_problem(name, job)
+        if problem then
+            error(problem, 0)
         end
-        jobs[#jobs + 1] = { name = name, fn = resolve_handler(job.handler, "job " .. name), every_ms = job.every_ms,
-                            due_at = 0 }
+        local fn = resolve_handler(job.handler, "job " .. name)
+        if job.workers == "all" or worker == 0 then
+            jobs[#jobs + 1] = { name = name, fn = fn, every_ms = job.every_ms, due_at = 0 }
+        end
     end
     sort(jobs, function(a, b) return a.name < b.name end)
 end
@@ -227,7 +255,7 @@ function _M.init(config)
     global_filters = build_filters(decl.filters, nil, function(e)
         return where:filter(e.filter) .. ": " .. e.message
     end)
-    build_jobs(decl.jobs)
+    build_jobs(decl.jobs, config.worker_id)
     for index, route in ipairs(router:routes()) do
         route.fn = resolve_handler(route.handler, "route " .. index)
         route_filters[route] = build_filters(decl.filters, route.filters, function(e)

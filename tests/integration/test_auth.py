@@ -180,6 +180,23 @@ class Commands(unittest.TestCase):
         finally:
             os.unlink(f.name)
 
+    def test_check_names_every_bad_job(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write('return {\n  routes = {},\n  jobs = {\n'
+                    '    spread = { handler = "jobs.deliver_outbox", every_ms = 100, workers = "two" },\n'
+                    '    often = { handler = "jobs.recover_sagas", every_ms = 0 },\n'
+                    '    typo = { handler = "jobs.nope", every_ms = 100, workers = "all" },\n'
+                    '    fine = { handler = "jobs.recover_sagas", every_ms = 100, workers = "one" },\n  },\n}\n')
+        try:
+            r = run_binary("check", env={"ROUTES_FILE": f.name})
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('job "spread": workers must be "one" (worker 0, the default) or "all", not "two"', r.stderr)
+            self.assertIn('job "often": needs handler = "module.function" and every_ms >= 1', r.stderr)
+            self.assertIn('job typo: handlers/jobs.lua has no function "nope"', r.stderr)
+            self.assertNotIn("fine", r.stderr)
+        finally:
+            os.unlink(f.name)
+
 
 if __name__ == "__main__":
     unittest.main()

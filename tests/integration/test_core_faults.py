@@ -46,7 +46,9 @@ class JobsSurviveTerminatedBackends(unittest.TestCase):
         url = migrated_database("it_faults_terminate")
         standin, env = start_standins()
         env.update(JOB_ENV)
-        with standin, Service(database_url=url, workers=1, env=dict(env, DB_POOL_SIZE="3")) as svc:
+        # Two workers, each running the outbox job: both must survive every round, and the
+        # two instances must still deliver each row once.
+        with standin, Service(database_url=url, workers=2, env=dict(env, DB_POOL_SIZE="3")) as svc:
             # Rows the job must deliver once the rounds are over: parked until then.
             psql(url, "INSERT INTO outbox (kind, order_id, payload, next_attempt_at) "
                       "SELECT 'notify', i, jsonb_build_object('service', 'notification', 'path', '', "
@@ -56,7 +58,8 @@ class JobsSurviveTerminatedBackends(unittest.TestCase):
             for round_ in range(10):
                 wait_until(lambda: terminate_service_backends(url) > 0, what="service connections to kill")
                 killed_at = time.time()
-                # The job must complete a cycle after every round: it survived the failures.
+                # The job must complete a cycle after every round: it survived the failures (the
+                # metric is the oldest last success of its instances: each worker's completed one).
                 wait_until(lambda: (metric(svc, "orderservice_jobs_last_success_timestamp_seconds",
                                            '{job="outbox"}') or 0) > killed_at,
                            what=f"an outbox cycle after round {round_ + 1}")
@@ -245,6 +248,9 @@ class StalledJob(unittest.TestCase):
                            what="/health/ to report the stalled job")
             self.assertEqual(r.json()["status"], "unhealthy")
             self.assertIn("job outbox has not completed a cycle", r.json()["error"])
+            # The outbox runs on both workers, and each instance stalled.
+            wait_until(lambda: all(f"on worker {w}" in (svc.request("GET", "/health/").json().get("error") or "")
+                                   for w in (0, 1)), what="/health/ to name both workers' instances")
             self.assertEqual(r.headers.get("retry-after"), "1")
             psql(url, "DROP TRIGGER refuse ON outbox")
             wait_until(lambda: all(svc.request("GET", "/health/").status == 200 for _ in range(4)),

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import SOURCE_DIR, Load, Service, wait_until
+from harness import SOURCE_DIR, Load, Service, fresh_database, wait_until
 
 ROUTES = """
 local decl = dofile(os.getenv("SOURCE_DIR") .. "/routes.lua")
@@ -46,6 +46,16 @@ if C.os_worker_id() == 1 and exists(os.getenv("OS_TEST_HOLD_FILE")) then
     while not exists(os.getenv("OS_TEST_GO_FILE")) do end
 end
 """ + ROUTES
+
+
+# routes.lua's own jobs replaced by one that completes its cycles on worker 0 only.
+JOB_ROUTES = ROUTES.replace("return decl", """decl.jobs = { tick = { handler = "testing.tick", every_ms = 100%s } }
+return decl""")
+TICK = VERSIONED.replace("return _M", """function _M.tick()
+    if C.os_worker_id() == 1 then return nil, "refused on worker 1" end
+    return true
+end
+return _M""")
 
 
 class Reload(unittest.TestCase):
@@ -209,6 +219,34 @@ class Reload(unittest.TestCase):
             self.assertEqual(self.version(svc), 1)
             svc.proc.send_signal(signal.SIGHUP)
             self.wait_for_version(svc, 2)
+
+    def write_routes(self, n, workers):
+        with open(self.routes, "w") as f:
+            f.write(JOB_ROUTES % (', workers = "%s"' % workers if workers else ""))
+        t = time.time() + n
+        os.utime(self.routes, (t, t))
+
+    def tick_success(self, svc):
+        text = svc.request("GET", "/metrics").body.decode()
+        return float(re.search(r'^orderservice_jobs_last_success_timestamp_seconds\{job="tick"\} (\S+)$', text, re.M)[1])
+
+    def test_a_stalled_instance_on_any_worker_shows_and_a_job_moved_to_worker_0_leaves_none_behind(self):
+        self.write_version(1, text=TICK % (1, 1))
+        self.write_routes(1, "all")
+        env = {"JOBS": "1", "DATABASE_URL": fresh_database("it_reload_job_workers")}
+        with self.service(**env) as svc:
+            # Worker 0's instance succeeds; the job's last success is its oldest instance's: never.
+            r = wait_until(lambda: (lambda r: r if r.status == 503 else None)(svc.request("GET", "/health/")),
+                           what="/health/ to report worker 1's stalled instance")
+            self.assertIn("job tick has not completed a cycle", r.json()["error"])
+            self.assertIn("on worker 1", r.json()["error"])
+            self.assertNotIn("on worker 0", r.json()["error"])
+            self.assertEqual(self.tick_success(svc), 0)
+            # Back to the default, worker 0 only: worker 1's instance is forgotten, not stalled.
+            moved = time.time()
+            self.write_routes(2, None)
+            wait_until(lambda: self.tick_success(svc) > moved, what="the job's last success from worker 0 alone")
+            self.assertEqual(svc.request("GET", "/health/").status, 200)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ TOTAL = "113.00"
 
 class SagaCase(unittest.TestCase):
     service_env = {}
+    workers = 1
 
     @classmethod
     def setUpClass(cls):
@@ -28,7 +29,7 @@ class SagaCase(unittest.TestCase):
                    SAGA_RECOVERY_EVERY_MS="200", SAGA_GRACE_MS="1000", BREAKER_FAILURES="1000",
                    OUTBOX_BACKOFF_BASE_MS="100", OUTBOX_BACKOFF_MAX_MS="1000")
         env.update(cls.service_env)
-        cls.svc = Service(database_url=cls.url, workers=1, env=env).start()
+        cls.svc = Service(database_url=cls.url, workers=cls.workers, env=env).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -242,6 +243,34 @@ class OutboxKeepsUp(SagaCase):
             most = max(c["in_flight"] for c in calls)
             self.assertGreater(most, 1, f"{step}: the stand-in never saw two calls at once")
             self.assertLessEqual(most, 8, f"{step}: more calls in flight than OUTBOX_CONCURRENCY")
+
+
+class OutboxOnEveryWorker(SagaCase):
+    """The outbox job runs on every worker (routes.lua: workers = "all"); the workers of a
+    replica, like replicas, share the rows through their leases."""
+    # A call slower than the timeout would be made again (same key): not what this test counts.
+    service_env = {"OUTBOX_CONCURRENCY": "2", "DOWNSTREAM_TIMEOUT_MS": "5000"}
+    workers = 3
+
+    def test_several_workers_deliver_at_once_and_each_row_exactly_once(self):
+        self.behave({"ship": {"delay_ms": 100}, "notify": {"delay_ms": 100}})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: self.create(), range(120)))
+        self.assertEqual([r.status for r in results], [201] * 120)
+        ids = [r.json()["order_id"] for r in results]
+        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
+                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
+                   seconds=60, what="the burst's delivery")
+        most = 0
+        for step in ("ship", "notify"):
+            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
+            keys = [c["idempotency_key"] for c in calls]
+            self.assertEqual(len(keys), 120, step)
+            self.assertEqual(len(set(keys)), 120, f"a {step} row was delivered more than once")
+            most = max([most] + [c["in_flight"] for c in calls])
+        # One worker's job has at most OUTBOX_CONCURRENCY (2) calls in flight, whatever the step.
+        self.assertGreater(most, 2, "never more calls at once than one worker's job makes")
+        self.assertLessEqual(most, 6, "more calls in flight than 3 workers x OUTBOX_CONCURRENCY")
 
 
 class Breaker(SagaCase):
