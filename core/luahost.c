@@ -42,6 +42,11 @@
 /* Coroutines that returned are kept for the next tasks, up to this many per VM: a request
  * then allocates no Lua thread and its stack, and the GC has fewer objects to collect. */
 #define IDLE_COROUTINES_MAX 64
+/* The methods whose strings each VM keeps (see push_request); the last path is kept too when
+ * it is at most PATH_KEPT_MAX bytes. */
+static const char *const kept_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+#define KEPT_METHODS (sizeof(kept_methods) / sizeof(kept_methods[0]))
+#define PATH_KEPT_MAX 128
 
 struct os_vm {
     lua_State *L;
@@ -53,6 +58,10 @@ struct os_vm {
     int draining; /* released by its worker while tasks still ran on it */
     int idle_refs[IDLE_COROUTINES_MAX]; /* registry refs of coroutines that returned, to reuse */
     size_t nidle;
+    int method_refs[KEPT_METHODS]; /* registry refs of kept_methods' strings */
+    int path_ref;                  /* registry ref of the last path's string, or LUA_NOREF */
+    size_t path_len;
+    char path[PATH_KEPT_MAX];
 };
 
 /* A Lua task: the generic task (its waits, see task.h) plus the coroutine and its request. */
@@ -205,6 +214,11 @@ os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_
     vm->spawn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
     vm->generation = generation;
+    for (size_t i = 0; i != KEPT_METHODS; i++) {
+        lua_pushstring(L, kept_methods[i]);
+        vm->method_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    vm->path_ref = LUA_NOREF;
     lua_settop(L, 0);
     return vm;
 
@@ -416,12 +430,33 @@ static size_t numeric_host(struct sockaddr *sa, socklen_t len, char *host)
 
 /* The dispatcher's arguments after the task: the method and the path without its query. The
  * rest of the request Lua reads when it asks (os_request_*): most requests never look at most
- * headers, and each value pushed here would be a string to intern and a table slot to fill. */
-static void push_request(lua_State *co, h2o_req_t *req)
+ * headers, and each value pushed here would be a string to intern and a table slot to fill.
+ * Interning is a lookup in the VM's string table that mostly misses the CPU's caches, so the
+ * common methods' strings and the last path's are kept in the registry: a client repeating
+ * its request (a health check, a hot endpoint) interns nothing here. */
+static void push_request(os_vm_t *vm, lua_State *co, h2o_req_t *req)
 {
+    size_t i = 0;
+    while (i != KEPT_METHODS && !h2o_memis(req->method.base, req->method.len, kept_methods[i], strlen(kept_methods[i])))
+        i++;
+    if (i != KEPT_METHODS)
+        lua_rawgeti(co, LUA_REGISTRYINDEX, vm->method_refs[i]);
+    else
+        lua_pushlstring(co, req->method.base, req->method.len);
+
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    lua_pushlstring(co, req->method.base, req->method.len);
+    if (vm->path_ref != LUA_NOREF && h2o_memis(req->path.base, path_len, vm->path, vm->path_len)) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, vm->path_ref);
+        return;
+    }
     lua_pushlstring(co, req->path.base, path_len);
+    if (path_len <= PATH_KEPT_MAX) {
+        luaL_unref(co, LUA_REGISTRYINDEX, vm->path_ref);
+        lua_pushvalue(co, -1);
+        vm->path_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+        memcpy(vm->path, req->path.base, path_len);
+        vm->path_len = path_len;
+    }
 }
 
 /* The request task answers, or NULL: the client has gone, or the task is a background one. */
@@ -579,7 +614,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     guard->task = task;
     task->guard = guard;
     worker->tasks_running++;
-    push_request(task->co, req);
+    push_request(task->vm, task->co, req);
     task_step(task, 3);
     return 0;
 }

@@ -125,7 +125,7 @@ end
 function methods:header(name, value)
     value = check_header(name, value, 3)
     local headers = self.headers
-    if lower(name) == "retry-after" then
+    if #name == 11 and lower(name) == "retry-after" then -- no lower-cased copy of other names
         for i = #headers, 1, -1 do
             if headers[i].default then
                 table.remove(headers, i)
@@ -176,7 +176,9 @@ local function new(status, content_type, body, headers)
     if status == 503 and not retry_after then
         list[#list + 1] = { "retry-after", RETRY_AFTER_SECONDS, default = true }
     end
-    return setmetatable({ status = status, headers = list, body = body }, mt)
+    -- Not a tail call: the JIT cannot compile returning from a fast function called so.
+    local resp = setmetatable({ status = status, headers = list, body = body }, mt)
+    return resp
 end
 
 -- A JSON response; raises if `value` cannot be encoded (a function, NaN, a cycle...).
