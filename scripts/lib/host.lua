@@ -170,6 +170,9 @@ local function dispatch(task_addr, method, path)
     else
         resp = run(global_filters, not_found, "unmatched", req)
     end
+    -- The task is freed once this returns: a request object kept beyond its response (a
+    -- handler's cache, a spawned function) must not reach it, and reads nothing more.
+    req._task = nil
     if type(resp.headers) == "table" then
         send_headers(task_addr, resp.headers)
     end

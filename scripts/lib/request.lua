@@ -84,7 +84,8 @@ local QUERY, BODY, PEER = C.OS_REQUEST_QUERY, C.OS_REQUEST_BODY, C.OS_REQUEST_PE
 local name_out, name_len_out = ffi.new("const char *[1]"), ffi.new("size_t[1]")
 local value_out, value_len_out = ffi.new("const char *[1]"), ffi.new("size_t[1]")
 
--- A part of the request as a string; nil when absent or when the client has gone.
+-- A part of the request as a string; nil when absent, when the client has gone, or once the
+-- response is sent (lib.host clears _task: the cast of nil is NULL, which C answers OS_ERR).
 local function part(req, which)
     if C.os_request_part(cast(TASK_T, req._task), which, value_out, value_len_out) ~= 1 then
         return nil
