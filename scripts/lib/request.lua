@@ -18,7 +18,6 @@ local find = string.find
 local lower = string.lower
 local rawget, rawset, setmetatable, tonumber, type = rawget, rawset, setmetatable, tonumber, type
 local cast, ffi_string = ffi.cast, ffi.string
-local new_table = require("table.new")
 
 local MAX_JSON_DEPTH = 64
 
@@ -136,10 +135,11 @@ local live_mt = {
 -- keeps running when its client goes away (core/luahost.c), after which h2o has nothing left
 -- to read: its request is read whole here.
 function _M.live(task_addr, method, path, request_id)
-    -- Room for the keys a request usually gets (these, params, ctx): growing the table would
-    -- cost a copy, and a bigger one more bytes for the GC to collect.
-    local req = new_table(0, 8)
-    req.method, req.path, req.request_id, req._task, req._before_ran = method, path, request_id, task_addr, 0
+    -- A constructor: the table is a copy of one the compiler built with every key already in
+    -- place (params and ctx with no value yet, so that __index still makes them): filling it
+    -- hashes no key and never grows it.
+    local req = { method = method, path = path, request_id = request_id, _task = task_addr, _before_ran = 0,
+                  params = nil, ctx = nil }
     setmetatable(req, live_mt)
     if method ~= "GET" and method ~= "HEAD" then
         req.headers, req.body, req.query_string, req.remote_addr = all_headers(req), part(req, BODY) or "",
