@@ -71,6 +71,21 @@ int os_task_wake(os_task_t *task);
 int64_t os_monotonic_ms(void);
 int64_t os_monotonic_us(void);
 
+/* ---- the request a task answers (lib/request.lua reads it lazily, lib/host.lua writes the
+ * response's headers). The text is h2o's own, in the request's pool: the pointers filled stay
+ * valid while the request lives, and Lua copies them at once (ffi.string). Every call returns
+ * OS_ERR once the client has gone (h2o disposed the request) or for a task with no request. ---- */
+/** name's value (case-insensitive; repeated headers joined with ", "): 1 found, 0 absent, OS_ERR. */
+int os_request_header(os_task_t *task, const char *name, size_t name_len, const char **value, size_t *value_len);
+/** The index-th header (from 0, in arrival order, names lower-case): 1, 0 past the last, OS_ERR. */
+int os_request_header_at(os_task_t *task, size_t index, const char **name, size_t *name_len, const char **value,
+                         size_t *value_len);
+/** A part of the request: OS_REQUEST_QUERY (after '?'), _BODY, _PEER (numeric address): 1, 0 absent, OS_ERR. */
+int os_request_part(os_task_t *task, int part, const char **value, size_t *value_len);
+enum { OS_REQUEST_QUERY = 0, OS_REQUEST_BODY = 1, OS_REQUEST_PEER = 2 };
+/** Adds a response header (the name lower-cased; both copied): OS_OK, or OS_ERR. */
+int os_response_header(os_task_t *task, const char *name, size_t name_len, const char *value, size_t value_len);
+
 /* ---- random: per thread, seeded from getrandom(2); for jitter and ids, not secrets ---- */
 uint64_t os_random_u64(void);
 

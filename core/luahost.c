@@ -2,9 +2,10 @@
  * luahost.c - owns each worker's LuaJIT VM and the life of request tasks.
  *
  * A request becomes a task: a coroutine on the worker's current VM running the Lua
- * dispatcher (scripts/lib/host.lua) with the task pointer and a table describing the
- * request. The dispatcher returns status, body, the list of { name, value } header pairs and
- * the route's name.
+ * dispatcher (scripts/lib/host.lua) with the task's address, the method and the path. The
+ * rest of the request Lua reads through os_request_* when it needs it, and the response's
+ * headers it adds through os_response_header; the dispatcher returns status, body and the
+ * route's name.
  * While the coroutine waits on an operation the request stays open; h2o may dispose the
  * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
  *
@@ -41,6 +42,11 @@
 /* Coroutines that returned are kept for the next tasks, up to this many per VM: a request
  * then allocates no Lua thread and its stack, and the GC has fewer objects to collect. */
 #define IDLE_COROUTINES_MAX 64
+/* The methods whose strings each VM keeps (see push_request); the last path is kept too when
+ * it is at most PATH_KEPT_MAX bytes. */
+static const char *const kept_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+#define KEPT_METHODS (sizeof(kept_methods) / sizeof(kept_methods[0]))
+#define PATH_KEPT_MAX 128
 
 struct os_vm {
     lua_State *L;
@@ -52,6 +58,10 @@ struct os_vm {
     int draining; /* released by its worker while tasks still ran on it */
     int idle_refs[IDLE_COROUTINES_MAX]; /* registry refs of coroutines that returned, to reuse */
     size_t nidle;
+    int method_refs[KEPT_METHODS]; /* registry refs of kept_methods' strings */
+    int path_ref;                  /* registry ref of the last path's string, or LUA_NOREF */
+    size_t path_len;
+    char path[PATH_KEPT_MAX];
 };
 
 /* A Lua task: the generic task (its waits, see task.h) plus the coroutine and its request. */
@@ -203,6 +213,11 @@ os_vm_t *os_vm_create(os_worker_t *worker, uint64_t generation, char *err, size_
     vm->spawn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->refs = 1;
     vm->generation = generation;
+    for (size_t i = 0; i != KEPT_METHODS; i++) {
+        lua_pushstring(L, kept_methods[i]);
+        vm->method_refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    vm->path_ref = LUA_NOREF;
     lua_settop(L, 0);
     return vm;
 
@@ -302,48 +317,28 @@ static void send_internal_error(lua_task_t *task, const char *what)
 {
     static const char body[] = "{\"error\": \"internal error\"}";
     os_log(OS_LOG_ERROR, "request failed in the Lua host: %s", what);
-    if (task->req != NULL)
+    if (task->req != NULL) {
+        /* Whatever headers the dispatcher added before it failed belong to another answer. */
+        task->req->res.headers = (h2o_headers_t){NULL, 0, 0};
         h2o_add_header(&task->req->pool, &task->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        H2O_STRLIT("application/json"));
+    }
     send_response(task, 500, body, sizeof(body) - 1, "unmatched");
 }
 
-/* Copies the dispatcher's results (status, body, headers, route) into the h2o response. */
+/* Sends the dispatcher's results (status, body, route): its headers are in the response already. */
 static void finish(lua_task_t *task)
 {
     lua_State *co = task->co;
     int status = (int)lua_tointeger(co, 1);
     size_t len = 0;
     const char *body = lua_tolstring(co, 2, &len);
-    const char *route = lua_tostring(co, 4);
+    const char *route = lua_tostring(co, 3);
     if (task->background) /* a job runner or a task it spawned: nobody to answer */
         return;
     if (status < 100 || status > 599 || body == NULL) {
         send_internal_error(task, "dispatcher returned no status or body");
         return;
-    }
-    if (task->req != NULL && lua_istable(co, 3)) {
-        /* The response's own list of { name, value } pairs; anything else in it is skipped. */
-        h2o_req_t *req = task->req;
-        int n = (int)lua_objlen(co, 3);
-        for (int i = 1; i <= n; i++) {
-            size_t nlen, vlen;
-            lua_rawgeti(co, 3, i);
-            if (lua_istable(co, -1)) {
-                lua_rawgeti(co, -1, 1);
-                lua_rawgeti(co, -2, 2);
-                const char *name = lua_isstring(co, -2) ? lua_tolstring(co, -2, &nlen) : NULL;
-                const char *value = lua_isstring(co, -1) ? lua_tolstring(co, -1, &vlen) : NULL;
-                if (name != NULL && value != NULL) {
-                    h2o_iovec_t lname = h2o_strdup(&req->pool, name, nlen);
-                    h2o_strtolower(lname.base, lname.len);
-                    h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
-                    h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
-                }
-                lua_pop(co, 2);
-            }
-            lua_pop(co, 1);
-        }
     }
     send_response(task, status, body, len, route != NULL ? route : "unmatched");
 }
@@ -427,48 +422,140 @@ static size_t numeric_host(struct sockaddr *sa, socklen_t len, char *host)
     return n - 1;
 }
 
-static void push_request(lua_State *co, h2o_req_t *req)
+/* The dispatcher's arguments after the task: the method and the path without its query. The
+ * rest of the request Lua reads when it asks (os_request_*): most requests never look at most
+ * headers, and each value pushed here would be a string to intern and a table slot to fill.
+ * Interning is a lookup in the VM's string table that mostly misses the CPU's caches, so the
+ * common methods' strings and the last path's are kept in the registry: a client repeating
+ * its request (a health check, a hot endpoint) interns nothing here. */
+static void push_request(os_vm_t *vm, lua_State *co, h2o_req_t *req)
 {
+    size_t i = 0;
+    while (i != KEPT_METHODS && !h2o_memis(req->method.base, req->method.len, kept_methods[i], strlen(kept_methods[i])))
+        i++;
+    if (i != KEPT_METHODS)
+        lua_rawgeti(co, LUA_REGISTRYINDEX, vm->method_refs[i]);
+    else
+        lua_pushlstring(co, req->method.base, req->method.len);
+
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    /* Room for what lib/request.lua's adopt() adds: this table becomes the request object. */
-    lua_createtable(co, 0, 16);
-    lua_pushlstring(co, req->method.base, req->method.len);
-    lua_setfield(co, -2, "method");
+    if (vm->path_ref != LUA_NOREF && h2o_memis(req->path.base, path_len, vm->path, vm->path_len)) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, vm->path_ref);
+        return;
+    }
     lua_pushlstring(co, req->path.base, path_len);
-    lua_setfield(co, -2, "path");
-    if (req->query_at != SIZE_MAX) {
-        lua_pushlstring(co, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
-        lua_setfield(co, -2, "query_string");
-    }
-    lua_pushlstring(co, req->entity.base != NULL ? req->entity.base : "", req->entity.len);
-    lua_setfield(co, -2, "body");
-    /* Header names arrive lower-cased; repeated headers are joined with ", " (RFC 9110 5.3). */
-    lua_createtable(co, 0, (int)req->headers.size);
-    for (size_t i = 0; i != req->headers.size; i++) {
-        const h2o_header_t *h = req->headers.entries + i;
-        lua_pushlstring(co, h->name->base, h->name->len);
+    if (path_len <= PATH_KEPT_MAX) {
+        luaL_unref(co, LUA_REGISTRYINDEX, vm->path_ref);
         lua_pushvalue(co, -1);
-        lua_rawget(co, -3);
-        if (lua_isnil(co, -1)) {
-            lua_pop(co, 1);
-            lua_pushlstring(co, h->value.base, h->value.len);
-        } else {
-            lua_pushliteral(co, ", ");
-            lua_pushlstring(co, h->value.base, h->value.len);
-            lua_concat(co, 3);
+        vm->path_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+        memcpy(vm->path, req->path.base, path_len);
+        vm->path_len = path_len;
+    }
+}
+
+/* The request task answers, or NULL: the client has gone, or the task is a background one. */
+static h2o_req_t *task_req(os_task_t *base)
+{
+    return base != NULL ? H2O_STRUCT_FROM_MEMBER(lua_task_t, base, base)->req : NULL;
+}
+
+int os_request_header(os_task_t *task, const char *name, size_t name_len, const char **value, size_t *value_len)
+{
+    h2o_req_t *req = task_req(task);
+    if (req == NULL)
+        return OS_ERR;
+    /* h2o keeps the names lower-cased; a name longer than any real one is absent anyway. */
+    char lname[256];
+    if (name_len > sizeof(lname))
+        return 0;
+    for (size_t i = 0; i != name_len; i++)
+        lname[i] = h2o_tolower(name[i]);
+    ssize_t at = h2o_find_header_by_str(&req->headers, lname, name_len, -1);
+    if (at == -1)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[at].value;
+    ssize_t next = h2o_find_header_by_str(&req->headers, lname, name_len, at);
+    if (next != -1) {
+        /* Repeated: joined with ", " (RFC 9110 5.3), in the request's pool. */
+        size_t len = v.len;
+        for (ssize_t i = next; i != -1; i = h2o_find_header_by_str(&req->headers, lname, name_len, i))
+            len += 2 + req->headers.entries[i].value.len;
+        char *joined = h2o_mem_alloc_pool(&req->pool, len);
+        memcpy(joined, v.base, v.len);
+        size_t off = v.len;
+        for (ssize_t i = next; i != -1; i = h2o_find_header_by_str(&req->headers, lname, name_len, i)) {
+            const h2o_iovec_t *more = &req->headers.entries[i].value;
+            memcpy(joined + off, ", ", 2);
+            memcpy(joined + off + 2, more->base, more->len);
+            off += 2 + more->len;
         }
-        lua_rawset(co, -3);
+        v = h2o_iovec_init(joined, len);
     }
-    lua_setfield(co, -2, "headers");
-    /* The peer's numeric address, for the filters keyed by client (rate_limit, ip_allow). */
-    struct sockaddr_storage peer;
-    char host[NI_MAXHOST];
-    socklen_t peer_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer);
-    size_t host_len = peer_len != 0 ? numeric_host((struct sockaddr *)&peer, peer_len, host) : SIZE_MAX;
-    if (host_len != SIZE_MAX) {
-        lua_pushlstring(co, host, host_len);
-        lua_setfield(co, -2, "remote_addr");
+    *value = v.base;
+    *value_len = v.len;
+    return 1;
+}
+
+int os_request_header_at(os_task_t *task, size_t index, const char **name, size_t *name_len, const char **value,
+                         size_t *value_len)
+{
+    h2o_req_t *req = task_req(task);
+    if (req == NULL)
+        return OS_ERR;
+    if (index >= req->headers.size)
+        return 0;
+    const h2o_header_t *h = req->headers.entries + index;
+    *name = h->name->base;
+    *name_len = h->name->len;
+    *value = h->value.base;
+    *value_len = h->value.len;
+    return 1;
+}
+
+int os_request_part(os_task_t *task, int part, const char **value, size_t *value_len)
+{
+    h2o_req_t *req = task_req(task);
+    if (req == NULL)
+        return OS_ERR;
+    switch (part) {
+    case OS_REQUEST_QUERY:
+        if (req->query_at == SIZE_MAX)
+            return 0;
+        *value = req->path.base + req->query_at + 1;
+        *value_len = req->path.len - req->query_at - 1;
+        return 1;
+    case OS_REQUEST_BODY:
+        *value = req->entity.base != NULL ? req->entity.base : "";
+        *value_len = req->entity.len;
+        return 1;
+    case OS_REQUEST_PEER: {
+        /* The peer's numeric address, for the filters keyed by client (rate_limit, ip_allow). */
+        struct sockaddr_storage peer;
+        char host[NI_MAXHOST];
+        socklen_t peer_len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer);
+        size_t host_len = peer_len != 0 ? numeric_host((struct sockaddr *)&peer, peer_len, host) : SIZE_MAX;
+        if (host_len == SIZE_MAX)
+            return 0;
+        h2o_iovec_t copy = h2o_strdup(&req->pool, host, host_len);
+        *value = copy.base;
+        *value_len = copy.len;
+        return 1;
     }
+    default:
+        return OS_ERR;
+    }
+}
+
+int os_response_header(os_task_t *task, const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    h2o_req_t *req = task_req(task);
+    if (req == NULL)
+        return OS_ERR;
+    h2o_iovec_t lname = h2o_strdup(&req->pool, name, name_len);
+    h2o_strtolower(lname.base, lname.len);
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, value_len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
+    return OS_OK;
 }
 
 /* A task on vm whose coroutine will call the function at fn_ref with the task as its first
@@ -494,7 +581,9 @@ static lua_task_t *task_new(os_worker_t *worker, os_vm_t *vm, int fn_ref, os_tas
         task->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
     }
     lua_rawgeti(task->co, LUA_REGISTRYINDEX, fn_ref);
-    lua_pushlightuserdata(task->co, &task->base);
+    /* The task's address as a number, which the JIT casts to os_task_t * (from a light userdata
+     * it cannot); exact, since user-space addresses stay far below 2^53. */
+    lua_pushnumber(task->co, (lua_Number)(uintptr_t)&task->base);
     return task;
 }
 
@@ -519,8 +608,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     guard->task = task;
     task->guard = guard;
     worker->tasks_running++;
-    push_request(task->co, req);
-    task_step(task, 2);
+    push_request(task->vm, task->co, req);
+    task_step(task, 3);
     return 0;
 }
 

@@ -34,18 +34,34 @@ function _M.prepare(conf)
     for i, name in ipairs(names) do
         adds[i] = { lower(name), conf.add[name] }
     end
-    conf.drop, conf.adds = drop, adds
+    -- decided: name as a response spells it -> whether it is dropped; nearly every name is a
+    -- constant in the code, so a request lower-cases (and interns) none. Bounded, in case a
+    -- script makes names from input.
+    conf.drop, conf.adds, conf.decided, conf.ndecided = drop, adds, {}, 0
     return conf
 end
 
--- In place: a request allocates only the pairs it adds, whose names and values the schema
--- and prepare() have checked once.
+local DECIDED_MAX = 256
+
+local function dropped(conf, name)
+    local d = conf.decided[name]
+    if d == nil then
+        d = conf.drop[lower(name)] == true
+        if conf.ndecided < DECIDED_MAX then
+            conf.decided[name], conf.ndecided = d, conf.ndecided + 1
+        end
+    end
+    return d
+end
+
+-- In place, adding the pairs prepare() built (their names and values checked once): a request
+-- allocates no pair here.
 function _M.after(_, resp, conf)
-    local headers, drop, kept = resp.headers, conf.drop, 0
+    local headers, kept = resp.headers, 0
     local n = #headers
     for i = 1, n do
         local h = headers[i]
-        if not drop[lower(h[1])] then
+        if not dropped(conf, h[1]) then
             kept = kept + 1
             headers[kept] = h
         end
@@ -55,8 +71,7 @@ function _M.after(_, resp, conf)
     end
     local adds = conf.adds
     for i = 1, #adds do
-        local add = adds[i]
-        headers[kept + i] = { add[1], add[2] }
+        headers[kept + i] = adds[i] -- shared by every response: a pair is replaced, never changed
     end
 end
 

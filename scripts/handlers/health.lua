@@ -31,8 +31,9 @@ function _M.check()
 end
 
 -- Liveness: the worker's event loop answered, whatever the database is doing.
+local ALIVE = { status = "alive" }
 function _M.live()
-    return response.json(200, { status = "alive" })
+    return response.json(200, ALIVE)
 end
 
 return _M

@@ -1,6 +1,6 @@
 -- async.lua - the request's task and waiting on the C core's operations.
 --
--- Each request runs in its own coroutine, started by the host with a pointer to its C
+-- Each request runs in its own coroutine, started by the host with the address of its C
 -- task. A module that starts an operation (a timer, a query) calls wait() with the start
 -- call's status: OS_OK means the operation is in flight, so the coroutine yields and the
 -- event loop resumes it with the final status. The worker serves other requests meanwhile.
@@ -14,13 +14,13 @@ local OK, ECANCELED = C.OS_OK, C.OS_ECANCELED
 
 local _M = {}
 
--- coroutine -> its task: the light userdata the host passed, cast to os_task_t * when first
--- asked for (the JIT cannot compile that cast, and most requests never wait on anything);
+-- coroutine -> its task: the address the host passed (a number), cast to os_task_t * when
+-- first asked for (most requests never wait on anything, and a cdata is one more object);
 -- weak keys, so a finished request leaves nothing behind.
 local tasks = setmetatable({}, { __mode = "k" })
 
-function _M.bind(task_ptr)
-    tasks[running()] = task_ptr
+function _M.bind(task_addr)
+    tasks[running()] = task_addr
 end
 
 -- The calling request's task; raises when called outside a request's own coroutine
@@ -30,7 +30,7 @@ function _M.task()
     local task = tasks[co]
     if not task then
         error("asynchronous call outside a request's coroutine", 3)
-    elseif type(task) == "userdata" then
+    elseif type(task) == "number" then
         task = ffi.cast("os_task_t *", task)
         tasks[co] = task
     end
@@ -68,8 +68,8 @@ end
 local spawn_fns, spawn_seq = {}, 0
 
 -- host.lua's `spawned`: the body of every spawned task.
-function _M._run_spawned(task_ptr, id)
-    _M.bind(task_ptr)
+function _M._run_spawned(task_addr, id)
+    _M.bind(task_addr)
     local fn = spawn_fns[id]
     spawn_fns[id] = nil
     fn()

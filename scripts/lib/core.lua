@@ -51,6 +51,16 @@ int os_task_wake(os_task_t *task);
 int64_t os_monotonic_ms(void);
 int64_t os_monotonic_us(void);
 
+int os_request_header(os_task_t *task, const char *name, size_t name_len, const char **value, size_t *value_len);
+
+int os_request_header_at(os_task_t *task, size_t index, const char **name, size_t *name_len, const char **value,
+                         size_t *value_len);
+
+int os_request_part(os_task_t *task, int part, const char **value, size_t *value_len);
+enum { OS_REQUEST_QUERY = 0, OS_REQUEST_BODY = 1, OS_REQUEST_PEER = 2 };
+
+int os_response_header(os_task_t *task, const char *name, size_t name_len, const char *value, size_t value_len);
+
 uint64_t os_random_u64(void);
 
 int os_log_enabled(int level);

@@ -4,11 +4,13 @@
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
 -- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
 -- the filters' before() in priority order, the handler, then the filters' after() and
--- log() in reverse, and hands the response to the C host as (status, body, headers: the
--- response's list of { name, value } pairs, route).
+-- log() in reverse, and hands the response to the C host: its headers one by one
+-- (os_response_header), then (status, body, route) as the results.
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
+local ffi = require("ffi")
 local async = require("lib.async")
+local C = require("lib.core")
 local filters = require("lib.filters")
 local locate = require("lib.locate")
 local log = require("lib.log")
@@ -16,7 +18,9 @@ local request = require("lib.request")
 local response = require("lib.response")
 local router_mod = require("lib.router")
 
-local xpcall, traceback, pairs, ipairs, type = xpcall, debug.traceback, pairs, ipairs, type
+local xpcall, traceback, pairs, ipairs, type, tostring = xpcall, debug.traceback, pairs, ipairs, type, tostring
+local cast = ffi.cast
+local TASK_T = ffi.typeof("os_task_t *")
 local sort = table.sort
 
 local _M = {}
@@ -130,12 +134,32 @@ local function method_not_allowed(req)
     return response.error(405, "method not allowed", { allow = req._allow }):header("allow", req._allow)
 end
 
+-- The response's { name, value } pairs into h2o's response; a pair that is not two strings (or
+-- numbers) is skipped. Nothing to do once the client has gone.
+local function send_headers(task_addr, headers)
+    local task = cast(TASK_T, task_addr)
+    for i = 1, #headers do
+        local h = headers[i]
+        if type(h) == "table" then
+            local name, value = h[1], h[2]
+            if type(name) == "number" then
+                name = tostring(name)
+            end
+            if type(value) == "number" then
+                value = tostring(value)
+            end
+            if type(name) == "string" and type(value) == "string" then
+                C.os_response_header(task, name, #name, value, #value)
+            end
+        end
+    end
+end
+
 local global_filters
-local function dispatch(task_ptr, fields)
-    async.bind(task_ptr)
-    fields.request_id = new_request_id()
-    local req = request.adopt(fields)
-    local route, status, allow, matched = router:match(req.method, req.path)
+local function dispatch(task_addr, method, path)
+    async.bind(task_addr)
+    local req = request.live(task_addr, method, path, new_request_id())
+    local route, status, allow, matched = router:match(method, path)
     local resp
     if route then
         req.params = status
@@ -146,9 +170,16 @@ local function dispatch(task_ptr, fields)
     else
         resp = run(global_filters, not_found, "unmatched", req)
     end
+    -- The task is freed once this returns: a request object kept beyond its response (a
+    -- handler's cache, a spawned function) must not reach it, and reads nothing more.
+    req._task = nil
+    if type(resp.headers) == "table" then
+        send_headers(task_addr, resp.headers)
+    end
     -- The metrics' route label: always a declared pattern (the path matched one, whatever the
     -- method) or "unmatched", never the raw path, so clients cannot grow the label set.
-    return resp.status, resp.body or "", resp.headers, (route or matched) and (route or matched).path or "unmatched"
+    local label = route or matched
+    return resp.status, resp.body or "", label and label.path or "unmatched"
 end
 
 -- Jobs: routes.lua's `jobs = { name = { handler = "module.function", every_ms = N, workers = W } }`.
@@ -176,11 +207,9 @@ function _M.job_problem(name, job)
 end
 
 -- Runs until the worker stops or a reload retires this VM (the new VM starts its own).
-function _M.background(task_ptr)
-    async.bind(task_ptr)
+function _M.background(task_addr)
+    async.bind(task_addr)
     local task = async.task()
-    local ffi = require("ffi")
-    local C = require("lib.core")
     local worker = config_of_host.worker_id
     -- Declared even when empty: a reload may have taken this worker's jobs away.
     local names, every = ffi.new("const char *[?]", #jobs), ffi.new("int64_t[?]", #jobs)
@@ -239,7 +268,6 @@ function _M.init(config)
     if settings.LUAJIT_OFF then jit.off() end
     config_of_host = config
     -- Every random source from the kernel's pool (core/random.c), never from the clock.
-    local C = require("lib.core")
     math.randomseed(tonumber(C.os_random_u64() % 0x20000000000000ULL))
     id_prefix = ("%012x"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL))
     local chunk, err = loadfile(config.routes_file)
@@ -268,8 +296,8 @@ end
 
 -- The body of every task async.spawn starts (core/luahost.c: os_task_spawn); an error
 -- ends that task only.
-function _M.spawned(task_ptr, id)
-    local ok, err = xpcall(async._run_spawned, traceback, task_ptr, id)
+function _M.spawned(task_addr, id)
+    local ok, err = xpcall(async._run_spawned, traceback, task_addr, id)
     if not ok then
         log.error("spawned task failed", { error = err })
     end

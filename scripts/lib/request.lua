@@ -1,19 +1,23 @@
 -- request.lua - the request object handlers and filters receive.
 --
--- Built by the host from plain fields; the query string and JSON body are parsed
--- on first use and cached. Nothing here raises on bad client input: json() returns
+-- Built from plain fields (new), or by the host around the C core's request (live): then
+-- the headers, query string, body and peer address are read from h2o when first asked
+-- for. The query string and JSON body are parsed on first use and cached. Nothing here raises on bad client input: json() returns
 -- nil, err instead. JSON nested deeper than MAX_JSON_DEPTH is refused, and so are
 -- duplicate keys and anything after the top-level value (lib.json_strict).
 -- json_body() also insists on Content-Type: application/json (a cross-site HTML form
 -- cannot send that), answering which status to give: 415 or 400.
 
 local cjson_safe = require("cjson.safe")
+local ffi = require("ffi")
+local C = require("lib.core")
 local json_strict = require("lib.json_strict")
 local query = require("lib.query")
 
 local find = string.find
 local lower = string.lower
-local type = type
+local rawget, rawset, setmetatable, tonumber, type = rawget, rawset, setmetatable, tonumber, type
+local cast, ffi_string = ffi.cast, ffi.string
 
 local MAX_JSON_DEPTH = 64
 
@@ -71,28 +75,93 @@ function _M.new(fields)
     }, mt)
 end
 
--- new(fields) made of fields itself, which must hold nothing else: lib.host's table from the
--- C core (made with room for these keys), so a request costs one table less.
-function _M.adopt(fields)
-    check_fields(fields)
-    fields.query_string = fields.query_string or ""
-    fields.headers = fields.headers or {}
-    fields.body = fields.body or ""
-    fields.params = fields.params or {}
-    fields.ctx = {}
-    fields._query = NOT_PARSED
-    fields._json = NOT_PARSED
-    fields._before_ran = 0
-    return setmetatable(fields, mt)
+-- ---- a request the C core answers: read from h2o on first use ----
+
+local TASK_T = ffi.typeof("os_task_t *")
+local QUERY, BODY, PEER = C.OS_REQUEST_QUERY, C.OS_REQUEST_BODY, C.OS_REQUEST_PEER
+-- Out parameters: filled by one call and read before the next (no yield in between).
+local name_out, name_len_out = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+local value_out, value_len_out = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+
+-- A part of the request as a string; nil when absent, when the client has gone, or once the
+-- response is sent (lib.host clears _task: the cast of nil is NULL, which C answers OS_ERR).
+local function part(req, which)
+    if C.os_request_part(cast(TASK_T, req._task), which, value_out, value_len_out) ~= 1 then
+        return nil
+    end
+    return ffi_string(value_out[0], tonumber(value_len_out[0]))
 end
 
--- Case-insensitive header lookup; nil when absent.
+-- Every header: lower-cased name -> value, repeated ones joined with ", " (RFC 9110 5.3).
+local function all_headers(req)
+    local headers, task, i = {}, cast(TASK_T, req._task), 0
+    while C.os_request_header_at(task, i, name_out, name_len_out, value_out, value_len_out) == 1 do
+        local name = ffi_string(name_out[0], tonumber(name_len_out[0]))
+        local value = ffi_string(value_out[0], tonumber(value_len_out[0]))
+        local seen = headers[name]
+        headers[name] = seen and seen .. ", " .. value or value
+        i = i + 1
+    end
+    return headers
+end
+
+local lazy = {
+    headers = all_headers,
+    query_string = function(req) return part(req, QUERY) or "" end,
+    body = function(req) return part(req, BODY) or "" end,
+    remote_addr = function(req) return part(req, PEER) end,
+    params = function() return {} end,
+    ctx = function() return {} end,
+}
+
+local live_mt = {
+    __index = function(req, key)
+        local method = _M[key]
+        if method ~= nil then
+            return method
+        end
+        local make = lazy[key]
+        if make then
+            local value = make(req)
+            rawset(req, key, value)
+            return value
+        elseif key == "_query" or key == "_json" then
+            return NOT_PARSED -- one key less to store per request
+        end
+    end,
+}
+
+-- The request for the C core's task at task_addr (lib.host). A method other than GET and HEAD
+-- keeps running when its client goes away (core/luahost.c), after which h2o has nothing left
+-- to read: its request is read whole here.
+function _M.live(task_addr, method, path, request_id)
+    -- A constructor: the table is a copy of one the compiler built with every key already in
+    -- place (params and ctx with no value yet, so that __index still makes them): filling it
+    -- hashes no key and never grows it.
+    local req = { method = method, path = path, request_id = request_id, _task = task_addr, _before_ran = 0,
+                  params = nil, ctx = nil }
+    setmetatable(req, live_mt)
+    if method ~= "GET" and method ~= "HEAD" then
+        req.headers, req.body, req.query_string, req.remote_addr = all_headers(req), part(req, BODY) or "",
+            part(req, QUERY) or "", part(req, PEER)
+    end
+    return req
+end
+
+-- Case-insensitive header lookup; nil when absent (or, for a request the C core answers,
+-- once its client has gone).
 function _M:header(name)
     if type(name) ~= "string" then
         error("bad 'name' argument", 2)
     end
-    local headers = self.headers
-    return headers[name] or headers[lower(name)]
+    local headers = rawget(self, "headers")
+    if headers then
+        return headers[name] or headers[lower(name)]
+    end
+    if C.os_request_header(cast(TASK_T, self._task), name, #name, value_out, value_len_out) ~= 1 then
+        return nil
+    end
+    return ffi_string(value_out[0], tonumber(value_len_out[0]))
 end
 
 -- The parsed query string: name -> list of values (parsed once, then cached).
@@ -124,11 +193,11 @@ end
 
 -- The decoded JSON body (cached), or nil, err with a short message for the client.
 function _M:json()
-    local value = self._json
-    if value ~= NOT_PARSED then
-        return value, self._json_err
+    local value, err = self._json, self._json_err
+    if value ~= NOT_PARSED or err ~= nil then
+        return value, err
     end
-    local body, err = self.body, nil
+    local body = self.body
     if not find(body, "%S") then
         value, err = nil, "request body is empty"
     else

@@ -1,4 +1,6 @@
 -- response.lua - builds responses: { status = 200, headers = { { name, value }, ... }, body = "" }.
+-- A pair may be shared by many responses (filters/headers.lua adds its own): replace a pair,
+-- never change one in place.
 --
 -- JSON: an empty Lua table encodes as {}; mark a table with response.array(t) (or use
 -- response.empty_array) to get [] instead. With OpenResty's lua-cjson that is cjson's
@@ -7,6 +9,7 @@
 -- travels as a string.
 
 local cjson = require("cjson")
+local new_table = require("table.new")
 
 local concat = table.concat
 local find = string.find
@@ -123,7 +126,7 @@ end
 function methods:header(name, value)
     value = check_header(name, value, 3)
     local headers = self.headers
-    if lower(name) == "retry-after" then
+    if #name == 11 and lower(name) == "retry-after" then -- no lower-cased copy of other names
         for i = #headers, 1, -1 do
             if headers[i].default then
                 table.remove(headers, i)
@@ -140,7 +143,9 @@ local function new(status, content_type, body, headers)
     if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599 then
         error("bad 'status' argument", 3)
     end
-    local list = { { "content-type", content_type } }
+    -- Room for the headers the default filters add (request_id, headers): no growing copies.
+    local list = new_table(6, 0)
+    list[1] = { "content-type", content_type }
     if headers ~= nil and type(headers) ~= "table" then
         error("bad 'headers' argument", 3)
     elseif headers and headers[1] == nil then
@@ -172,7 +177,9 @@ local function new(status, content_type, body, headers)
     if status == 503 and not retry_after then
         list[#list + 1] = { "retry-after", RETRY_AFTER_SECONDS, default = true }
     end
-    return setmetatable({ status = status, headers = list, body = body }, mt)
+    -- Not a tail call: the JIT cannot compile returning from a fast function called so.
+    local resp = setmetatable({ status = status, headers = list, body = body }, mt)
+    return resp
 end
 
 -- A JSON response; raises if `value` cannot be encoded (a function, NaN, a cycle...).

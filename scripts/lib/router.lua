@@ -196,7 +196,7 @@ function _M.new(route_list)
             max_depth = depth
         end
     end
-    return setmetatable({ _root = root, _routes = routes, _max_depth = max_depth }, mt)
+    return setmetatable({ _root = root, _routes = routes, _max_depth = max_depth, _fixed = {} }, mt)
 end
 
 local function is_int(seg)
@@ -247,13 +247,25 @@ function _M:match(method, path)
     elseif type(path) ~= "string" then
         error("bad 'path' argument", 2)
     end
+    -- Matches of routes without parameters, by path and method: such a path is one the routes
+    -- spell (with or without its trailing slash), so client input cannot grow this cache, and
+    -- a hit splits nothing and makes no string.
+    local fixed = self._fixed[path]
+    local route = fixed and fixed[method]
+    if route then
+        return route, {}
+    end
     local n = split_path(path, self._max_depth)
     if not n then
         return nil, 404
     end
-    local route = search(self._root, n, 1, 0, method, nil)
+    route = search(self._root, n, 1, 0, method, nil)
     if route then
         local names, kinds, params = route.param_names, route.param_kinds, {}
+        if #names == 0 then
+            fixed = fixed or {}
+            self._fixed[path], fixed[method] = fixed, route
+        end
         for j = 1, #names do
             params[names[j]] = kinds[j] == INT and tonumber(vals[j]) or unescape(vals[j])
         end

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import Service, free_port, quietly, run_binary, wait_until
+from harness import ADMIN_TOKEN, Service, free_port, quietly, run_binary, wait_until
 
 
 class CommandLine(unittest.TestCase):
@@ -88,6 +88,27 @@ class Http(unittest.TestCase):
         self.assertEqual(got["query"], {"tag": ["a", "b c"], "q": ["x y"], "empty": [""]})
         self.assertEqual(got["header"], "hello")
         self.assertEqual(got["json"], {"items": [1, 2], "name": "n"})
+
+    def test_request_api_of_a_get_read_from_h2o_when_asked(self):
+        # A GET's headers and query reach Lua only when a script asks (lib/request.lua live()):
+        # any case, a repeated header joined with ", " as for the other methods.
+        conn = self.svc.connection()
+        try:
+            conn.putrequest("GET", "/test/echo/caf%C3%A9/7?tag=a&tag=b%20c")
+            conn.putheader("X-TEST", "one")
+            conn.putheader("x-test", "two")
+            conn.putheader("Authorization", "Bearer " + ADMIN_TOKEN)
+            conn.endheaders()
+            r = conn.getresponse()
+            got = json.loads(r.read())
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual((got["method"], got["path"]), ("GET", "/test/echo/caf%C3%A9/7"))
+        self.assertEqual(got["params"], {"name": "café", "n": 7})
+        self.assertEqual(got["query"], {"tag": ["a", "b c"]})
+        self.assertEqual(got["header"], "one, two")
+        self.assertEqual(got["body_length"], 0)
 
     def test_invalid_json_body_is_reported_not_raised(self):
         r = self.svc.request("POST", "/test/echo/a/1", body=b"{not json", headers={"Content-Type": "application/json"})

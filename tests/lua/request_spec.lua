@@ -15,6 +15,33 @@ local function nested_arrays(depth)
 end
 
 describe("lib.request", function()
+    describe("live()", function()
+        it("reads nothing once its task is gone (response sent, or client gone)", function()
+            local req = request.live(nil, "GET", "/health/", "abc")
+            assert.equal("GET", req.method)
+            assert.equal("/health/", req.path)
+            assert.equal("abc", req.request_id)
+            assert.is_nil(req:header("host"))
+            assert.same({}, req.headers)
+            assert.equal("", req.body)
+            assert.equal("", req.query_string)
+            assert.same({}, req:query())
+            assert.is_nil(req.remote_addr)
+            assert.same({}, req.params)
+            assert.same({}, req.ctx)
+        end)
+
+        it("keeps what a filter sets, and a JSON error once parsed", function()
+            local req = request.live(nil, "POST", "/v1/orders/", "abc")
+            req.ctx.seen = true
+            assert.is_true(req.ctx.seen)
+            local value, err = req:json()
+            assert.is_nil(value)
+            assert.equal("request body is empty", err)
+            assert.equal("request body is empty", select(2, req:json()))
+        end)
+    end)
+
     describe("new()", function()
         it("exposes the fields the host passes", function()
             local params = { id = 7 }
