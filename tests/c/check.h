@@ -16,7 +16,7 @@ static int check_passed, check_failed;
             check_passed++;                                                                        \
         } else {                                                                                   \
             check_failed++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);              \
+            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);                       \
         }                                                                                          \
     } while (0)
 
