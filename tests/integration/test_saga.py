@@ -226,52 +226,48 @@ class Replicas(SagaCase):
 PATIENT = {"DOWNSTREAM_TIMEOUT_MS": "5000"}
 
 
-class OutboxKeepsUp(SagaCase):
+class OutboxBurst(SagaCase):
+    def deliver_burst(self, orders, delay_ms):
+        """Creates `orders` orders at once, shipments and notifications answering delay_ms late;
+        waits for their outbox rows and checks each was delivered exactly once. Returns the most
+        calls the stand-in saw in flight, per step."""
+        self.behave({"ship": {"delay_ms": delay_ms}, "notify": {"delay_ms": delay_ms}})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda _: self.create(), range(orders)))
+        self.assertEqual([r.status for r in results], [201] * orders)
+        ids = [r.json()["order_id"] for r in results]
+        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
+                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
+                   seconds=60, what="the burst's delivery")
+        most = {}
+        for step in ("ship", "notify"):
+            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
+            keys = [c["idempotency_key"] for c in calls]
+            self.assertEqual(len(keys), orders, step)
+            self.assertEqual(len(set(keys)), orders, f"a {step} row was delivered more than once")
+            most[step] = max(c["in_flight"] for c in calls)
+        return most
+
+
+class OutboxKeepsUp(OutboxBurst):
     service_env = {"OUTBOX_CONCURRENCY": "8", **PATIENT}
 
     def test_a_burst_is_delivered_exactly_once_with_several_calls_in_flight(self):
         # Every shipment and notification answers 50 ms late: one delivery at a time would
         # need 200 x 2 x 50 ms = 20 s; the job keeps up to OUTBOX_CONCURRENCY calls in flight.
-        self.behave({"ship": {"delay_ms": 50}, "notify": {"delay_ms": 50}})
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(lambda _: self.create(), range(200)))
-        self.assertEqual([r.status for r in results], [201] * 200)
-        ids = [r.json()["order_id"] for r in results]
-        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
-                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
-                   seconds=60, what="the burst's delivery")
-        for step in ("ship", "notify"):
-            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
-            keys = [c["idempotency_key"] for c in calls]
-            self.assertEqual(len(keys), 200, step)
-            self.assertEqual(len(set(keys)), 200, f"a {step} row was delivered more than once")
-            most = max(c["in_flight"] for c in calls)
+        for step, most in self.deliver_burst(200, 50).items():
             self.assertGreater(most, 1, f"{step}: the stand-in never saw two calls at once")
             self.assertLessEqual(most, 8, f"{step}: more calls in flight than OUTBOX_CONCURRENCY")
 
 
-class OutboxOnEveryWorker(SagaCase):
+class OutboxOnEveryWorker(OutboxBurst):
     """The outbox job runs on every worker (routes.lua: workers = "all"); the workers of a
     replica, like replicas, share the rows through their leases."""
     service_env = {"OUTBOX_CONCURRENCY": "2", **PATIENT}
     workers = 3
 
     def test_several_workers_deliver_at_once_and_each_row_exactly_once(self):
-        self.behave({"ship": {"delay_ms": 100}, "notify": {"delay_ms": 100}})
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(lambda _: self.create(), range(120)))
-        self.assertEqual([r.status for r in results], [201] * 120)
-        ids = [r.json()["order_id"] for r in results]
-        wait_until(lambda: int(psql(self.url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
-                                              f"AND order_id IN ({','.join(map(str, ids))})")) == 0,
-                   seconds=60, what="the burst's delivery")
-        most = 0
-        for step in ("ship", "notify"):
-            calls = [c for c in self.calls(step) if (c["body"].get("data") or c["body"]).get("order_id") in ids]
-            keys = [c["idempotency_key"] for c in calls]
-            self.assertEqual(len(keys), 120, step)
-            self.assertEqual(len(set(keys)), 120, f"a {step} row was delivered more than once")
-            most = max([most] + [c["in_flight"] for c in calls])
+        most = max(self.deliver_burst(120, 100).values())
         # One worker's job has at most OUTBOX_CONCURRENCY (2) calls in flight, whatever the step.
         self.assertGreater(most, 2, "never more calls at once than one worker's job makes")
         self.assertLessEqual(most, 6, "more calls in flight than 3 workers x OUTBOX_CONCURRENCY")
