@@ -569,9 +569,7 @@ local function list_response(req, args)
     if not rows then
         return db_failure(req, err)
     end
-    local out = pagination.envelope(args, rows, {}, representation, function(changes)
-        return list_link(req, changes)
-    end, null)
+    local out = pagination.envelope(args, rows, {}, representation, list_link, req, null)
     local results = out.results
     out.results = nil
     return response.json_with_array(200, out, "results", results)

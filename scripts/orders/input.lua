@@ -404,14 +404,28 @@ local function search_term(value)
     return { pattern = "%" .. escaped .. "%" }
 end
 
+-- A query argument of the request; an empty one counts as absent.
+local function get(req, name)
+    local value = req:arg(name)
+    if value == "" then
+        return nil
+    end
+    return value
+end
+
+local STATUS_FILTERS = { order_status = "order", payment_status = "payment", shipping_status = "shipping" }
+local LIST_FILTER_NAMES = { order_status = "order_status", payment_status = "payment_status",
+                            shipping_status = "shipping_status" }
+local HISTORY_FILTER_NAMES = { order_status = "status_filter", payment_status = "payment_filter",
+                               shipping_status = "shipping_filter", all_means_none = true }
+
 -- The shared filter set of the list and the history: reads `names` (the query argument
--- for each filter) from get(name) and fills `out`.
-local function read_filters(get, names, out)
+-- for each filter) from the request and fills `out`.
+local function read_filters(req, names, out)
     local err
-    for filter, kind in pairs({ order_status = "order", payment_status = "payment",
-                                shipping_status = "shipping" }) do
+    for filter, kind in pairs(STATUS_FILTERS) do
         local name = names[filter]
-        local value = name and get(name)
+        local value = name and get(req, name)
         if value and not (names.all_means_none and value == "All") then
             out[filter], err = check_status(kind, value, name)
             if not out[filter] then
@@ -419,7 +433,7 @@ local function read_filters(get, names, out)
             end
         end
     end
-    local search = get("search")
+    local search = get(req, "search")
     if search then
         local term
         term, err = search_term(search)
@@ -431,21 +445,11 @@ local function read_filters(get, names, out)
     return out
 end
 
-local function get_from(req)
-    return function(name)
-        local value = req:arg(name)
-        if value == "" then
-            return nil
-        end
-        return value
-    end
-end
-
 -- Page numbers (page, OFFSET) or keyset pagination (after = the last order_id the client
 -- has): one or the other, never both, so a link means one thing.
-local function read_page(get, out, default_size)
+local function read_page(req, out, default_size)
     local err
-    local page, after = get("page"), get("after")
+    local page, after = get(req, "page"), get(req, "after")
     if page and after then
         return fail("after", "cannot be combined with page")
     elseif after then
@@ -461,7 +465,7 @@ local function read_page(get, out, default_size)
     else
         out.page = 1
     end
-    local size = get("page_size")
+    local size = get(req, "page_size")
     if size then
         out.page_size, err = arg_int(size, "page_size", 1, _M.MAX_PAGE_SIZE)
         if not out.page_size then
@@ -473,12 +477,13 @@ local function read_page(get, out, default_size)
     return out
 end
 
+local ID_FILTERS = { "customer_id", "product_id" }
+
 -- GET /v1/orders/: returns the filters, sort and page as plain values (see order_sql.list).
 function _M.list_args(req)
-    local get = get_from(req)
     local out, err = {}, nil
-    for _, name in ipairs({ "customer_id", "product_id" }) do
-        local value = get(name)
+    for _, name in ipairs(ID_FILTERS) do
+        local value = get(req, name)
         if value then
             out[name], err = arg_int(value, name, 1, _M.MAX_ID)
             if not out[name] then
@@ -486,14 +491,14 @@ function _M.list_args(req)
             end
         end
     end
-    local attention = get("needs_attention")
+    local attention = get(req, "needs_attention")
     if attention then
         if attention ~= "true" and attention ~= "false" then
             return fail("needs_attention", "must be true or false")
         end
         out.needs_attention = attention == "true"
     end
-    local sku = get("sku")
+    local sku = get(req, "sku")
     if sku then
         out.sku, err = check_text(sku, "sku", _M.MAX_SKU_CHARS)
         if not out.sku then
@@ -501,12 +506,11 @@ function _M.list_args(req)
         end
     end
     local ok
-    ok, err = read_filters(get, { order_status = "order_status", payment_status = "payment_status",
-                                  shipping_status = "shipping_status" }, out)
+    ok, err = read_filters(req, LIST_FILTER_NAMES, out)
     if not ok then
         return nil, err
     end
-    local from = get("created_from")
+    local from = get(req, "created_from")
     if from then
         local t = parse_datetime(from)
         if not t then
@@ -515,7 +519,7 @@ function _M.list_args(req)
         end
         out.created_from = t.text or day_start(t.y, t.mo, t.d)
     end
-    local to = get("created_to")
+    local to = get(req, "created_to")
     if to then
         local t = parse_datetime(to)
         if not t then
@@ -529,14 +533,14 @@ function _M.list_args(req)
             out.created_to = t.text
         end
     end
-    local sort, dir = get("sort") or "created_at", get("dir") or "desc"
+    local sort, dir = get(req, "sort") or "created_at", get(req, "dir") or "desc"
     if not SORTS[sort] then
         return fail("sort", "must be one of created_at, order_total, order_id")
     elseif not DIRS[dir] then
         return fail("dir", "must be asc or desc")
     end
     out.sort, out.dir = sort, dir
-    return read_page(get, out, 20)
+    return read_page(req, out, 20)
 end
 
 local HISTORY_SORTS = { Date = "created_at", Total = "order_total" }
@@ -544,22 +548,20 @@ local HISTORY_DIRS = { Ascending = "asc", Descending = "desc" }
 
 -- GET /v1/orders/my-orders/{customer_id}/
 function _M.history_args(req, customer_id)
-    local get = get_from(req)
     local out, err = { customer_id = customer_id }, nil
     local ok
-    ok, err = read_filters(get, { order_status = "status_filter", payment_status = "payment_filter",
-                                  shipping_status = "shipping_filter", all_means_none = true }, out)
+    ok, err = read_filters(req, HISTORY_FILTER_NAMES, out)
     if not ok then
         return nil, err
     end
-    local sort_by, sort_dir = get("sort_by") or "Date", get("sort_dir") or "Descending"
+    local sort_by, sort_dir = get(req, "sort_by") or "Date", get(req, "sort_dir") or "Descending"
     if not HISTORY_SORTS[sort_by] then
         return fail("sort_by", "must be Date or Total")
     elseif not HISTORY_DIRS[sort_dir] then
         return fail("sort_dir", "must be Ascending or Descending")
     end
     out.sort, out.dir = HISTORY_SORTS[sort_by], HISTORY_DIRS[sort_dir]
-    return read_page(get, out, 10)
+    return read_page(req, out, 10)
 end
 
 return _M

@@ -22,9 +22,11 @@ _M.MAX_LINKED_OFFSET = order_sql.COUNT_LIMIT
 
 -- args: orders.input.list_args / history_args; rows: the rows of order_sql.list(args);
 -- results: an empty table, which gets view(row) of each order of the page, in order (the
--- handler's are the representations' JSON texts); link(changes): a relative link to this
--- list with the query arguments in `changes` set (false removes one); null: the JSON null.
-function _M.envelope(args, rows, results, view, link, null)
+-- handler's are the representations' JSON texts); link(link_arg, changes): a relative link
+-- to this list with the query arguments in `changes` set (false removes one), link_arg
+-- being what the caller passed (a function and its argument rather than a closure: a
+-- closure made per request keeps LuaJIT from compiling the handler); null: the JSON null.
+function _M.envelope(args, rows, results, view, link, link_arg, null)
     local size = args.page_size
     local last
     for _, row in ipairs(rows) do
@@ -43,7 +45,7 @@ function _M.envelope(args, rows, results, view, link, null)
     end
     if args.after then
         if more then
-            out.next = link({ after = format("%d", last) })
+            out.next = link(link_arg, { after = format("%d", last) })
         end
         return out
     end
@@ -51,13 +53,13 @@ function _M.envelope(args, rows, results, view, link, null)
     out.page = page
     if more then
         if page * size < _M.MAX_LINKED_OFFSET then
-            out.next = link({ page = format("%d", page + 1) })
+            out.next = link(link_arg, { page = format("%d", page + 1) })
         else
-            out.next = link({ page = false, after = format("%d", last) })
+            out.next = link(link_arg, { page = false, after = format("%d", last) })
         end
     end
     if page > 1 then
-        out.previous = link({ page = format("%d", page - 1) })
+        out.previous = link(link_arg, { page = format("%d", page - 1) })
     end
     return out
 end

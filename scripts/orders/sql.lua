@@ -212,67 +212,72 @@ local function keyset(sort, dir, n)
                   format(SORT_KEY[sort], "a", "a"):sub(2, -2), n)
 end
 
+-- Appends value to params; returns its placeholder.
+local function param(params, value)
+    local n = #params + 1
+    params[n] = value
+    return "$" .. n
+end
+
+local STATUS_COLUMNS = { "order_status", "payment_status", "shipping_status" }
+
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
 -- page_size). Returns sql, params: the query answers one row per order of the page plus at
 -- most one more (total_count, order_id, representation), or a single row with only
 -- total_count when the page is empty. total_count is min(matching orders, COUNT_LIMIT + 1).
 function _M.list(args)
     local where, params = {}, {}
-    local function param(value)
-        params[#params + 1] = value
-        return "$" .. #params
-    end
 
     if args.customer_id then
-        where[#where + 1] = "o.customer_id = " .. param(args.customer_id)
+        where[#where + 1] = "o.customer_id = " .. param(params, args.customer_id)
     end
     if args.product_id then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
-            .. " WHERE i.product_id = " .. param(args.product_id) .. ")"
+            .. " WHERE i.product_id = " .. param(params, args.product_id) .. ")"
     end
     if args.sku then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
-            .. " WHERE i.sku = " .. param(args.sku) .. ")"
+            .. " WHERE i.sku = " .. param(params, args.sku) .. ")"
     end
     if args.needs_attention ~= nil then
         where[#where + 1] = (args.needs_attention and "" or "NOT ")
             .. "EXISTS (SELECT 1 FROM order_attention a WHERE a.order_id = o.order_id"
             .. " AND a.resolved_at IS NULL)"
     end
-    for _, col in ipairs({ "order_status", "payment_status", "shipping_status" }) do
+    for _, col in ipairs(STATUS_COLUMNS) do
         if args[col] then
-            where[#where + 1] = "o." .. col .. " = " .. param(args[col])
+            where[#where + 1] = "o." .. col .. " = " .. param(params, args[col])
         end
     end
     if args.created_from then
-        where[#where + 1] = "o.created_at >= " .. param(args.created_from) .. "::timestamptz"
+        where[#where + 1] = "o.created_at >= " .. param(params, args.created_from) .. "::timestamptz"
     end
     if args.created_to then
-        where[#where + 1] = "o.created_at <= " .. param(args.created_to) .. "::timestamptz"
+        where[#where + 1] = "o.created_at <= " .. param(params, args.created_to) .. "::timestamptz"
     end
     if args.created_before then
-        where[#where + 1] = "o.created_at < " .. param(args.created_before) .. "::timestamptz"
+        where[#where + 1] = "o.created_at < " .. param(params, args.created_before) .. "::timestamptz"
     end
     local search = args.search
     if search and search.number then
-        local n = param(search.number)
+        local n = param(params, search.number)
         where[#where + 1] = format("o.order_id IN (SELECT %s::bigint"
             .. " UNION ALL SELECT c.order_id FROM ordersapp_order c WHERE c.customer_id = %s"
             .. " UNION ALL SELECT i.order_id FROM ordersapp_orderitem i WHERE i.product_id = %s)",
             n, n, n)
     elseif search and search.pattern then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
-            .. " WHERE i.sku ILIKE " .. param(search.pattern) .. ")"
+            .. " WHERE i.sku ILIKE " .. param(params, search.pattern) .. ")"
     end
 
     local cond = #where > 0 and concat(where, "\n   AND ") or "true"
     local page_cond = cond
     if args.after then
-        page_cond = cond .. "\n   AND " .. keyset(args.sort, args.dir, param(args.after))
+        page_cond = cond .. "\n   AND " .. keyset(args.sort, args.dir, param(params, args.after))
     end
-    local limit = param(args.page_size + 1)
-    local offset = param(args.after and 0 or (args.page - 1) * args.page_size)
-    local count_limit = param(_M.COUNT_LIMIT + 1)
+    local limit = param(params, args.page_size + 1)
+    local offset = param(params, args.after and 0 or (args.page - 1) * args.page_size)
+    local count_limit = param(params, _M.COUNT_LIMIT + 1)
     local sql = "WITH page AS (\n"
         .. "SELECT " .. ORDER_COLUMNS .. "\n"
         .. "  FROM ordersapp_order o\n"

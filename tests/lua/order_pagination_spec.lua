@@ -21,7 +21,8 @@ local function view(row)
     return row.order_id
 end
 
-local function link(changes)
+local function link(arg, changes)
+    assert.equal("the link argument", arg)
     local parts = {}
     for _, k in ipairs({ "page", "after" }) do
         if changes[k] ~= nil then
@@ -33,7 +34,7 @@ end
 
 local function envelope(args, r)
     args.page_size = args.page_size or 2
-    return pagination.envelope(args, r, {}, view, link, NULL)
+    return pagination.envelope(args, r, {}, view, link, "the link argument", NULL)
 end
 
 describe("orders.pagination", function()
