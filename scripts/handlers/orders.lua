@@ -559,20 +559,15 @@ local function list_link(req, changes)
     return req.path .. "?" .. query.encode(args)
 end
 
-local function representation(row)
-    return row.representation
-end
-
 local function list_response(req, args)
     local sql, params = order_sql.list(args)
     local rows, err = db.read(sql, unpack(params, 1, #params))
     if not rows then
         return db_failure(req, err)
     end
-    local out = pagination.envelope(args, rows, {}, representation, list_link, req, null)
-    local results = out.results
-    out.results = nil
-    return response.json_with_array(200, out, "results", results)
+    local page = rows[1]
+    local out = pagination.envelope(args, page, list_link, req, null)
+    return response.json_with_field(200, out, "results", page.results)
 end
 
 function _M.list(req)

@@ -202,14 +202,14 @@ function _M.json_text(status, text, headers)
 end
 
 -- `object` (a table that encodes as a JSON object) with one more field, `name`, whose value is
--- the JSON array of the JSON texts in `texts`.
-function _M.json_with_array(status, object, name, texts, headers)
+-- `text`, a JSON text built elsewhere (a page of orders, built by PostgreSQL).
+function _M.json_with_field(status, object, name, text, headers)
     if type(object) ~= "table" or object[name] ~= nil then
         error("bad 'object' argument", 2)
     elseif type(name) ~= "string" then
         error("bad 'name' argument", 2)
-    elseif type(texts) ~= "table" then
-        error("bad 'texts' argument", 2)
+    elseif type(text) ~= "string" then
+        error("bad 'text' argument", 2)
     end
     local ok, rest = pcall(encode, object)
     if not ok then
@@ -217,7 +217,7 @@ function _M.json_with_array(status, object, name, texts, headers)
     elseif sub(rest, 1, 1) ~= "{" then
         error("bad 'object' argument: not a JSON object", 2)
     end
-    local body = "{" .. json.encode(name) .. ":[" .. concat(texts, ",") .. "]"
+    local body = "{" .. json.encode(name) .. ":" .. text
         .. (rest == "{}" and "}" or "," .. sub(rest, 2))
     return new(status, "application/json", body, headers)
 end

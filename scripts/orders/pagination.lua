@@ -1,6 +1,7 @@
--- pagination.lua - the list envelope (count, page, page_size, results, next, previous) from
--- the rows of orders.sql.list. Pure: no request, no database; the handler passes a view of
--- a row and a link builder. The contract is docs/orders-api.md, "Lists and pagination".
+-- pagination.lua - the list envelope (count, page, page_size, next, previous) from the row
+-- of orders.sql.list. Pure: no request, no database; the handler passes a link builder and
+-- splices in the results, which PostgreSQL wrote as one JSON array. The contract is
+-- docs/orders-api.md, "Lists and pagination".
 --
 --  - count is exact up to order_sql.COUNT_LIMIT; past it, count is COUNT_LIMIT and the
 --    envelope carries "count_capped": true (the query stopped counting there: an exact
@@ -14,52 +15,45 @@
 
 local order_sql = require("orders.sql")
 
-local format, ipairs = string.format, ipairs
+local format = string.format
 
 local _M = {}
 
 _M.MAX_LINKED_OFFSET = order_sql.COUNT_LIMIT
 
--- args: orders.input.list_args / history_args; rows: the rows of order_sql.list(args);
--- results: an empty table, which gets view(row) of each order of the page, in order (the
--- handler's are the representations' JSON texts); link(link_arg, changes): a relative link
--- to this list with the query arguments in `changes` set (false removes one), link_arg
--- being what the caller passed (a function and its argument rather than a closure: a
--- closure made per request keeps LuaJIT from compiling the handler); null: the JSON null.
-function _M.envelope(args, rows, results, view, link, link_arg, null)
+-- args: orders.input.list_args / history_args; page: the row of order_sql.list(args)
+-- (total_count, fetched, last_id); link(link_arg, changes): a relative link to this list
+-- with the query arguments in `changes` set (false removes one), link_arg being what the
+-- caller passed (a function and its argument rather than a closure: a closure made per
+-- request keeps LuaJIT from compiling the handler); null: the JSON null. Returns the
+-- envelope without its results, which the query has already written as JSON text.
+function _M.envelope(args, page, link, link_arg, null)
     local size = args.page_size
-    local last
-    for _, row in ipairs(rows) do
-        if row.order_id ~= null and row.order_id ~= nil and #results < size then
-            results[#results + 1] = view(row)
-            last = row.order_id
-        end
-    end
-    -- the rows are the page plus at most one more; an empty page is one row with the count
-    local more = #rows > size
-    local found = rows[1] and rows[1].total_count or 0
-    local out = { count = found, page_size = size, results = results, next = null,
-                  previous = null, page = null }
+    -- the query fetched the page plus at most one more row
+    local more = page.fetched > size
+    local found = page.total_count
+    local out = { count = found, page_size = size, next = null, previous = null, page = null }
     if found > order_sql.COUNT_LIMIT then
         out.count, out.count_capped = order_sql.COUNT_LIMIT, true
     end
+    local last = more and format("%d", page.last_id)
     if args.after then
         if more then
-            out.next = link(link_arg, { after = format("%d", last) })
+            out.next = link(link_arg, { after = last })
         end
         return out
     end
-    local page = args.page
-    out.page = page
+    local number = args.page
+    out.page = number
     if more then
-        if page * size < _M.MAX_LINKED_OFFSET then
-            out.next = link(link_arg, { page = format("%d", page + 1) })
+        if number * size < _M.MAX_LINKED_OFFSET then
+            out.next = link(link_arg, { page = format("%d", number + 1) })
         else
-            out.next = link(link_arg, { page = false, after = format("%d", last) })
+            out.next = link(link_arg, { page = false, after = last })
         end
     end
-    if page > 1 then
-        out.previous = link(link_arg, { page = format("%d", page - 1) })
+    if number > 1 then
+        out.previous = link(link_arg, { page = format("%d", number - 1) })
     end
     return out
 end

@@ -6,7 +6,8 @@
 -- An order travels with its items as one row, and as its representation: PostgreSQL builds
 -- the order's whole JSON (the columns, and the items aggregated by a correlated subquery on
 -- ordersapp_orderitem's order_id index), so a page of orders and all their items is ONE query,
--- there is no N+1, and Lua splices the texts into the answer without decoding them. Money is
+-- there is no N+1, and Lua splices the text into the answer without decoding it (a list's
+-- page comes back as one JSON array text). Money is
 -- cast to text inside the JSON so it never becomes a JSON (double) number; timestamps are
 -- PostgreSQL's JSON form of timestamptz, ISO 8601 with the offset (the session runs in UTC).
 --
@@ -222,9 +223,13 @@ end
 local STATUS_COLUMNS = { "order_status", "payment_status", "shipping_status" }
 
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
--- page_size). Returns sql, params: the query answers one row per order of the page plus at
--- most one more (total_count, order_id, representation), or a single row with only
--- total_count when the page is empty. total_count is min(matching orders, COUNT_LIMIT + 1).
+-- page_size). Returns sql, params: the query answers exactly one row:
+--   total_count  min(matching orders, COUNT_LIMIT + 1)
+--   fetched      the page's orders plus at most one more (page_size + 1: a next page exists)
+--   last_id      the order_id of the page's last order when the page is full, else NULL
+--   results      the page's representations as one JSON array text, in the page's order
+-- One row rather than one per order: the handler splices `results` into its envelope as it
+-- is, with no Lua string, table or concatenation per order.
 function _M.list(args)
     local where, params = {}, {}
 
@@ -275,21 +280,28 @@ function _M.list(args)
     if args.after then
         page_cond = cond .. "\n   AND " .. keyset(args.sort, args.dir, param(params, args.after))
     end
-    local limit = param(params, args.page_size + 1)
-    local offset = param(params, args.after and 0 or (args.page - 1) * args.page_size)
+    local size = args.page_size
+    local limit = param(params, size + 1)
+    local offset = param(params, args.after and 0 or (args.page - 1) * size)
     local count_limit = param(params, _M.COUNT_LIMIT + 1)
+    local page_size = param(params, size)
     local sql = "WITH page AS (\n"
         .. "SELECT " .. ORDER_COLUMNS .. "\n"
         .. "  FROM ordersapp_order o\n"
         .. " WHERE " .. page_cond .. "\n"
         .. " ORDER BY " .. order_by("o", args.sort, args.dir) .. "\n"
-        .. " LIMIT " .. limit .. " OFFSET " .. offset .. "\n)\n"
-        .. "SELECT c.total_count, p.order_id,\n       " .. representation("p")
-        .. " AS representation\n"
+        .. " LIMIT " .. limit .. " OFFSET " .. offset .. "\n),\n"
+        .. "numbered AS (SELECT p.*, row_number() OVER (ORDER BY " .. order_by("p", args.sort, args.dir)
+        .. ") AS n FROM page p)\n"
+        .. "SELECT c.total_count, a.fetched, a.last_id, a.results\n"
         .. "  FROM (SELECT count(*) AS total_count FROM (SELECT 1 FROM ordersapp_order o\n"
-        .. "         WHERE " .. cond .. "\n         LIMIT " .. count_limit .. ") m) c\n"
-        .. "  LEFT JOIN page p ON true\n"
-        .. " ORDER BY " .. order_by("p", args.sort, args.dir)
+        .. "         WHERE " .. cond .. "\n         LIMIT " .. count_limit .. ") m) c,\n"
+        .. "       (SELECT count(*) AS fetched,\n"
+        .. "               max(p.order_id) FILTER (WHERE p.n = " .. page_size .. ") AS last_id,\n"
+        .. "               '[' || COALESCE(string_agg(" .. representation("p")
+        .. "::text, ',' ORDER BY p.n)\n"
+        .. "                                FILTER (WHERE p.n <= " .. page_size .. "), '') || ']' AS results\n"
+        .. "          FROM numbered p) a"
     return sql, params
 end
 

@@ -5,20 +5,9 @@ local pagination = require("orders.pagination")
 
 local NULL = setmetatable({}, { __tostring = function() return "null" end })
 
--- rows as orders.sql.list answers them: n orders (ids from 100 down), each carrying the count
-local function rows(n, total)
-    local out = {}
-    for i = 1, n do
-        out[i] = { total_count = total, order_id = 100 - i }
-    end
-    if n == 0 then
-        out[1] = { total_count = total, order_id = NULL }
-    end
-    return out
-end
-
-local function view(row)
-    return row.order_id
+-- the row orders.sql.list answers: n orders fetched (ids from 100 down), `total` counted
+local function page(n, total, size)
+    return { total_count = total, fetched = n, last_id = n >= size and 100 - size or NULL }
 end
 
 local function link(arg, changes)
@@ -32,47 +21,44 @@ local function link(arg, changes)
     return table.concat(parts, "&")
 end
 
-local function envelope(args, r)
+local function envelope(args, n, total)
     args.page_size = args.page_size or 2
-    return pagination.envelope(args, r, {}, view, link, "the link argument", NULL)
+    return pagination.envelope(args, page(n, total, args.page_size), link, "the link argument", NULL)
 end
 
 describe("orders.pagination", function()
     it("pages by number while the next page is within the counted orders", function()
-        local out = envelope({ page = 1 }, rows(3, 7))
-        assert.same({ 99, 98 }, out.results)
+        local out = envelope({ page = 1 }, 3, 7)
         assert.same({ 7, 1, "page=2", NULL }, { out.count, out.page, out.next, out.previous })
         assert.is_nil(out.count_capped)
-        out = envelope({ page = 4 }, rows(1, 7))
-        assert.same({ 99 }, out.results)
+        out = envelope({ page = 4 }, 1, 7)
         assert.same({ NULL, "page=3" }, { out.next, out.previous })
     end)
 
     it("answers an empty page beyond the end with the count", function()
-        local out = envelope({ page = 50 }, rows(0, 7))
-        assert.same({}, out.results)
+        local out = envelope({ page = 50 }, 0, 7)
         assert.same({ 7, NULL }, { out.count, out.next })
     end)
 
     it("caps the count and says so", function()
-        local out = envelope({ page = 1 }, rows(3, order_sql.COUNT_LIMIT + 1))
+        local out = envelope({ page = 1 }, 3, order_sql.COUNT_LIMIT + 1)
         assert.same({ order_sql.COUNT_LIMIT, true }, { out.count, out.count_capped })
         assert.equal("page=2", out.next)
     end)
 
     it("links past the counted orders by keyset, not by an ever larger OFFSET", function()
         local last_page = pagination.MAX_LINKED_OFFSET / 2
-        local out = envelope({ page = last_page }, rows(3, order_sql.COUNT_LIMIT + 1))
+        local out = envelope({ page = last_page }, 3, order_sql.COUNT_LIMIT + 1)
         assert.equal("page=false&after=98", out.next)
         assert.equal("page=" .. (last_page - 1), out.previous)
-        out = envelope({ page = last_page - 1 }, rows(3, order_sql.COUNT_LIMIT + 1))
+        out = envelope({ page = last_page - 1 }, 3, order_sql.COUNT_LIMIT + 1)
         assert.equal("page=" .. last_page, out.next)
     end)
 
     it("keyset pages have no number and no previous link", function()
-        local out = envelope({ after = 500 }, rows(3, 7))
+        local out = envelope({ after = 500 }, 3, 7)
         assert.same({ NULL, NULL, "after=98" }, { out.page, out.previous, out.next })
-        out = envelope({ after = 500 }, rows(2, 7))
+        out = envelope({ after = 500 }, 2, 7)
         assert.equal(NULL, out.next)
     end)
 end)

@@ -90,7 +90,7 @@ describe("lib.response", function()
         end)
     end)
 
-    describe("json_text() and json_with_array()", function()
+    describe("json_text() and json_with_field()", function()
         it("answers JSON text built elsewhere as it is", function()
             local resp = response.json_text(200, '{"order_id":7,"total":"12.50"}')
             assert.same({ "content-type: application/json" }, header_list(resp))
@@ -98,28 +98,31 @@ describe("lib.response", function()
             assert.has_error(function() response.json_text(200, {}) end, "bad 'text' argument")
         end)
 
-        it("splices JSON texts into an object's array without re-encoding them", function()
-            local texts = { '{"total":"0.10","sku":"a/b"}', '{"total":"99999999.99"}' }
-            local body = response.json_with_array(200, { count = 2, next = response.null },
-                                                  "results", texts).body
-            assert.matches('"results":[' .. table.concat(texts, ",") .. "]", body, 1, true)
+        it("splices a JSON text into an object as one more field, without re-encoding it", function()
+            local text = '[{"total":"0.10","sku":"a/b"},{"total":"99999999.99"}]'
+            local body = response.json_with_field(200, { count = 2, next = response.null },
+                                                  "results", text).body
+            assert.matches('"results":' .. text, body, 1, true)
             assert.same({ count = 2, next = cjson.null, results = {
                 { total = "0.10", sku = "a/b" }, { total = "99999999.99" } } }, cjson.decode(body))
         end)
 
-        it("writes an empty array, and an object with nothing else", function()
-            assert.equal('{"results":[]}', response.json_with_array(200, {}, "results", {}).body)
+        it("writes an object with nothing else", function()
+            assert.equal('{"results":[]}', response.json_with_field(200, {}, "results", "[]").body)
             assert.same({ results = {}, page = 1 },
-                        cjson.decode(response.json_with_array(200, { page = 1 }, "results", {}).body))
+                        cjson.decode(response.json_with_field(200, { page = 1 }, "results", "[]").body))
         end)
 
-        it("refuses an object that already has the field, or is not an object", function()
+        it("refuses an object that already has the field, or is not an object, or no text", function()
             assert.has_error(function()
-                response.json_with_array(200, { results = 1 }, "results", {})
+                response.json_with_field(200, { results = 1 }, "results", "[]")
             end, "bad 'object' argument")
             assert.has_error(function()
-                response.json_with_array(200, response.array({ 1 }), "results", {})
+                response.json_with_field(200, response.array({ 1 }), "results", "[]")
             end)
+            assert.has_error(function()
+                response.json_with_field(200, {}, "results", { "[]" })
+            end, "bad 'text' argument")
         end)
     end)
 
