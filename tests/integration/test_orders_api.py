@@ -264,6 +264,37 @@ class OrdersApiTest(unittest.TestCase):
         self.assertEqual(404, r.status)
         self.assertEqual("order not found", r.json()["error"])
 
+    def test_representation_is_the_text_row_to_json_writes(self):
+        # orders.sql writes each order's JSON field by field (format()); it must be byte for
+        # byte what row_to_json writes: the seed's orders (NULL breakdown, legacy values) and
+        # created ones whose SKUs need escaping. Lists splice the same text (ListsAndDetails).
+        odd = ['q"uote', "back\\slash", "caf\u00e9 \u2603", "</script>", "a/b"]
+        created = [self.create(items=[item(i + 1, sku, 2, "0.10"), item(99, "SKU-X", 1, "12345.67")])
+                   for i, sku in enumerate(odd)]
+        self.assertEqual(odd, [o["items"][0]["sku"] for o in created])
+        reference = psql(self.url, """
+            SELECT string_agg(o.order_id || ' ' || (SELECT row_to_json(r)::text FROM (
+                     SELECT o.order_id, o.customer_id, o.order_status, o.payment_status,
+                            o.shipping_status, o.order_total::text AS order_total,
+                            o.subtotal::text AS subtotal, o.tax::text AS tax,
+                            o.shipping_fee::text AS shipping_fee, o.created_at, o.updated_at,
+                            COALESCE((SELECT ('[' || string_agg(row_to_json(x)::text, ','
+                                                                ORDER BY x.order_item_id) || ']')::json
+                                        FROM (SELECT i.order_item_id, i.product_id, i.sku, i.quantity,
+                                                     i.unit_price::text AS unit_price
+                                                FROM ordersapp_orderitem i
+                                               WHERE i.order_id = o.order_id) x),
+                                     '[]'::json) AS items) r),
+                     chr(10) ORDER BY o.order_id)
+              FROM ordersapp_order o""")
+        lines = reference.split("\n")
+        self.assertGreaterEqual(len(lines), len(self.seed_orders) + len(odd))
+        for line in lines:
+            order_id, text = line.split(" ", 1)
+            r = self.call("GET", f"/v1/orders/{order_id}/details/")
+            self.assertEqual(200, r.status, order_id)
+            self.assertEqual(text, r.body if isinstance(r.body, str) else r.body.decode(), order_id)
+
     def test_legacy_orders_have_null_breakdown(self):
         seed = self.seed_orders[0]
         body = self.call("GET", f"/v1/orders/{seed['order_id']}/").json()
