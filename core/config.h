@@ -24,6 +24,7 @@ typedef struct os_config {
     int db_acquire_timeout_ms;
     int db_statement_timeout_ms;
     int db_connect_timeout_ms; /* bounds one name resolution or one connection attempt */
+    int db_pipeline_depth;     /* named autocommit statements one connection carries at once; 0: off */
     char database_read_url[2048]; /* a read replica for list, details and history; empty: none */
     int read_max_lag_ms;          /* a replica further behind than this serves no reads */
     int migrate_on_start;

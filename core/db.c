@@ -18,13 +18,31 @@
  * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
  * up and close enough), else to the primary.
  *
+ * Pipelines (DB_PIPELINE_DEPTH > 0): most of PostgreSQL's cost per short statement is its
+ * backend sleeping and waking for each one. A named statement outside a transaction (db.statement:
+ * short by design) therefore shares a connection: it goes to the first connection already in
+ * libpq's pipeline mode with room (fewer than DB_PIPELINE_DEPTH in flight), else takes an idle one
+ * and puts it in pipeline mode, else queues like any other. Its backend then finds the next
+ * statement already waiting when it finishes one. Each statement is sent with its own sync point
+ * (PQpipelineSync), so an error aborts only that statement, and with its PQsendPrepare ahead of
+ * it the first time on that connection. Results come back in the order sent and go to the tasks
+ * through the connection's ring of entries (pipe_entry_t), read only while !PQisBusy. A drained
+ * pipeline leaves pipeline mode and the connection is idle again. Unnamed SQL (which may run
+ * long) and transactions still get a connection of their own: a pipeline is not idle until it
+ * drains, and a waiter for a connection of its own at the head of the queue keeps every later
+ * statement out of every pipeline, so the pipelines drain and it cannot starve.
+ *
  * Ownership: the wait (queued, then the query) is the task's operation (task.h), completed
  * here exactly once; the per-task state (a held or pinned connection, the pending statement,
  * the last result) is this file's, released by its done callback when the task is freed.
- * A connection is held by at most one task (conn->holder <-> holder->conn, state BUSY). When a
+ * A connection is held by at most one task (conn->holder <-> holder->conn, state BUSY), or
+ * carries a pipeline (state CONN_PIPELINE, no holder; entry->task <-> task->entry). When a
  * connection dies, its holder is resumed only if it is waiting on that connection's query; a
  * task that merely has it pinned finds its transaction broken at its next query, and its
- * next transaction gets a fresh connection.
+ * next transaction gets a fresh connection. Every statement in a dying pipeline fails
+ * (OS_EUNAVAILABLE) and none is sent again: each may have run. A task that stops waiting on a
+ * pipelined statement (freed, or its client gone) only leaves its entry: closing or cancelling
+ * the connection would hit other tasks' statements; its result is read and dropped.
  */
 #include "db.h"
 #include "config.h"
@@ -47,11 +65,21 @@
 #define MAX_ADDRS 16
 #define DB_CLIENT_CHECK_MS 1000 /* client_connection_check_interval: see conn_recycle */
 
-enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+/* CONN_PIPELINE: in libpq's pipeline mode, carrying one or more tasks' statements (no holder). */
+enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY, CONN_PIPELINE };
 enum conn_step { STEP_NONE, STEP_PREPARE, STEP_EXECUTE };
-enum task_phase { PHASE_NONE, PHASE_ACQUIRE, PHASE_QUERY };
+enum task_phase { PHASE_NONE, PHASE_ACQUIRE, PHASE_QUERY, PHASE_PIPELINE };
 
 typedef struct db_task db_task_t;
+
+/* One statement sent in a connection's pipeline; entries are in the order the results come. */
+typedef struct pipe_entry {
+    db_task_t *task;  /* NULL once the task stopped waiting: its result is read and dropped */
+    char *preparing;  /* the name its PQsendPrepare went ahead of it under, until that answers */
+    int in_prepare;   /* the results being read are the prepare's */
+    int seen;         /* the current command gave a result: the next NULL ends that command */
+    PGresult *result; /* the execution's result (or the first error), until its sync point */
+} pipe_entry_t;
 
 struct os_db_conn {
     os_db_pool_t *pool;
@@ -65,6 +93,9 @@ struct os_db_conn {
     PGresult *pending; /* the command's first result, until PQgetResult says NULL */
     char **prepared;
     size_t nprepared;
+    pipe_entry_t *pipe; /* a ring of pool->depth entries: the statements in flight (CONN_PIPELINE) */
+    size_t pipe_head, pipe_count;
+    uint64_t epoch; /* bumped when the session is dropped: code that resumed tasks checks it after */
     os_timer_t retry_timer;   /* backoff after every address of every target failed */
     os_timer_t connect_timer; /* bounds the resolution or the attempt in progress */
     uint64_t backoff_ms;
@@ -97,6 +128,7 @@ struct os_db_pool {
     char *lists; /* the split host/hostaddr/port lists targets point into */
     os_db_conn_t *conns;
     size_t size;
+    size_t depth; /* DB_PIPELINE_DEPTH: statements one connection carries at once; 0: no pipelining */
     h2o_linklist_t waiters;
     size_t nwaiting;
 };
@@ -114,6 +146,8 @@ struct db_task {
     os_db_conn_t *conn;
     int pinned;   /* inside db.transaction; pinned with conn == NULL: the connection died */
     int want_pin; /* the acquire is for a transaction */
+    int pipe;     /* the acquire is for a statement that may share a connection (pipeline) */
+    pipe_entry_t *entry; /* the statement's place in a pipeline (PHASE_PIPELINE) */
     char *stmt_name;
     char *stmt_sql;
     int nparams;
@@ -404,8 +438,8 @@ static void release(os_db_conn_t *conn)
     pool_hand_over(conn->pool, conn);
 }
 
-/* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
-/* Forgets the session: libpq's connection, a pending result, the statements it had prepared. */
+/* Forgets the session: libpq's connection, a pending result, the statements it had prepared.
+ * The pipeline's entries stay for conn_down to fail one by one. */
 static void conn_reset(os_db_conn_t *conn)
 {
     close_pg(conn);
@@ -413,15 +447,35 @@ static void conn_reset(os_db_conn_t *conn)
     conn->pending = NULL;
     conn->state = CONN_DOWN;
     conn->step = STEP_NONE;
+    conn->epoch++;
     free_prepared(conn);
 }
+
+/* Takes the oldest entry out of conn's pipeline; returns its task (NULL: nobody waits) and result. */
+static db_task_t *pipe_pop(os_db_conn_t *conn, PGresult **result)
+{
+    pipe_entry_t *e = &conn->pipe[conn->pipe_head];
+    db_task_t *dt = e->task;
+    *result = e->result;
+    free(e->preparing);
+    memset(e, 0, sizeof(*e));
+    conn->pipe_head = (conn->pipe_head + 1) % conn->pool->depth;
+    conn->pipe_count--;
+    if (dt != NULL) {
+        dt->entry = NULL;
+        dt->phase = PHASE_NONE;
+    }
+    return dt;
+}
+
+/* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
 
 static void conn_down(os_db_conn_t *conn, const char *reason)
 {
     os_db_pool_t *pool = conn->pool;
     char why[256]; /* reason may point into libpq's state, which PQfinish frees */
     snprintf(why, sizeof(why), "%.*s", (int)strcspn(reason, "\n"), reason);
-    if (conn->state == CONN_IDLE || conn->state == CONN_BUSY)
+    if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->state == CONN_PIPELINE)
         os_log(OS_LOG_WARN, "database connection lost: %s", why);
     else if (conn->backoff_ms == 0) /* once per outage, not at every retry */
         os_log(OS_LOG_WARN, "cannot connect to the database: %s", why);
@@ -448,6 +502,19 @@ static void conn_down(os_db_conn_t *conn, const char *reason)
         free_pending(holder);
         os_task_set_error(holder->task, "database unavailable: %s", why);
         os_op_complete(&holder->op, OS_EUNAVAILABLE);
+    }
+    /* Every statement in the pipeline may have run: each fails, none is sent again. One at a
+     * time off the live ring, so a task freed by another's resume just leaves its entry. */
+    while (conn->pipe_count > 0) {
+        PGresult *res;
+        db_task_t *dt = pipe_pop(conn, &res);
+        PQclear(res);
+        if (dt == NULL)
+            continue;
+        os_metrics_db_query(dt->stmt_name, dt->stmt_sql, os_clock_us() - dt->query_us, "");
+        free_pending(dt);
+        os_task_set_error(dt->task, "database unavailable: %s", why);
+        os_op_complete(&dt->op, OS_EUNAVAILABLE);
     }
     /* Waiters would otherwise sit out their whole timeout behind a pool that is down. */
     for (size_t i = 0; i < pool->size; i++)
@@ -476,13 +543,25 @@ static int is_prepared(os_db_conn_t *conn, const char *name)
     return 0;
 }
 
-static void remember_prepared(os_db_conn_t *conn, const char *name)
+static int remember_prepared(os_db_conn_t *conn, const char *name)
 {
     char **list = realloc(conn->prepared, (conn->nprepared + 1) * sizeof(*list));
     if (list == NULL)
-        return; /* it will simply be prepared again next time */
+        return -1; /* it will simply be prepared again next time */
     conn->prepared = list;
     conn->prepared[conn->nprepared++] = strdup(name);
+    return 0;
+}
+
+/* A prepare sent in a pipeline failed: the next statement of that name prepares it again. */
+static void forget_prepared(os_db_conn_t *conn, const char *name)
+{
+    for (size_t i = 0; i < conn->nprepared; i++)
+        if (strcmp(conn->prepared[i], name) == 0) {
+            free(conn->prepared[i]);
+            conn->prepared[i] = conn->prepared[--conn->nprepared];
+            return;
+        }
 }
 
 static void conn_flush(os_db_conn_t *conn)
@@ -518,6 +597,26 @@ static void query_start(os_db_conn_t *conn)
     conn_flush(conn);
 }
 
+/* Gives the task its statement's result (the one that counts); returns the wait's status. */
+static int deliver(db_task_t *dt, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    int status = OS_OK;
+    const char *sqlstate = NULL;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        os_task_set_error(dt->task, "%s", PQresultErrorMessage(res));
+        dt->task->error[strcspn(dt->task->error, "\n")] = '\0';
+        status = OS_ERR;
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        sqlstate = sqlstate != NULL ? sqlstate : "";
+    }
+    os_metrics_db_query(dt->stmt_name, dt->stmt_sql, os_clock_us() - dt->query_us, sqlstate);
+    free_pending(dt);
+    PQclear(dt->result);
+    dt->result = res;
+    return status;
+}
+
 /* The command on conn has delivered all its results (res is the one that counts). */
 static void query_done(os_db_conn_t *conn, PGresult *res)
 {
@@ -534,21 +633,9 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
             conn_flush(conn);
         return;
     }
-    int status = OS_OK;
-    const char *sqlstate = NULL;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        os_task_set_error(dt->task, "%s", PQresultErrorMessage(res));
-        dt->task->error[strcspn(dt->task->error, "\n")] = '\0';
-        status = OS_ERR;
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        sqlstate = sqlstate != NULL ? sqlstate : "";
-    }
-    os_metrics_db_query(dt->stmt_name, dt->stmt_sql, os_clock_us() - dt->query_us, sqlstate);
     conn->step = STEP_NONE;
     dt->phase = PHASE_NONE;
-    free_pending(dt);
-    PQclear(dt->result);
-    dt->result = res;
+    int status = deliver(dt, res);
     if (PQstatus(conn->pg) == CONNECTION_BAD) {
         /* "terminating connection" (57P01) and the like: the result goes to the task (the Lua
          * side classifies its SQLSTATE), the connection is closed; a pinned holder's
@@ -561,18 +648,130 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
     os_op_complete(&dt->op, status);
 }
 
-/* Keeps the first error result of a command (a later one never hides it). */
-static void keep_result(os_db_conn_t *conn, PGresult *r)
+/* Keeps a command's first result, or its first error (a later one never hides it), in *slot. */
+static void keep_result(PGresult **slot, PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
     int is_error = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
-    ExecStatusType pst = conn->pending != NULL ? PQresultStatus(conn->pending) : PGRES_COMMAND_OK;
-    if (conn->pending == NULL || (is_error && (pst == PGRES_COMMAND_OK || pst == PGRES_TUPLES_OK))) {
-        PQclear(conn->pending);
-        conn->pending = r;
+    ExecStatusType pst = *slot != NULL ? PQresultStatus(*slot) : PGRES_COMMAND_OK;
+    if (*slot == NULL || (is_error && (pst == PGRES_COMMAND_OK || pst == PGRES_TUPLES_OK))) {
+        PQclear(*slot);
+        *slot = r;
     } else {
         PQclear(r);
     }
+}
+
+/* ---- pipelines: one connection carrying many tasks' statements ---- */
+
+/* Sends dt's statement in conn's pipeline (conn idle, or a pipeline with room), with its own sync
+ * point so that its failure aborts nothing else, and its prepare ahead of it the first time. */
+static void pipe_send(os_db_conn_t *conn, db_task_t *dt)
+{
+    os_db_pool_t *pool = conn->pool;
+    assert((conn->state == CONN_IDLE || conn->state == CONN_PIPELINE) && conn->pipe_count < pool->depth);
+    if (conn->state == CONN_IDLE) {
+        if (!PQenterPipelineMode(conn->pg)) {
+            conn_down(conn, PQerrorMessage(conn->pg));
+            return;
+        }
+        conn->state = CONN_PIPELINE;
+    }
+    pipe_entry_t *e = &conn->pipe[(conn->pipe_head + conn->pipe_count++) % pool->depth];
+    e->task = dt;
+    dt->entry = e;
+    dt->phase = PHASE_PIPELINE;
+    dt->query_us = os_clock_us();
+    int ok = 1;
+    if (!is_prepared(conn, dt->stmt_name)) {
+        /* Counted as prepared from now on: a statement behind this one must not prepare it twice. */
+        ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
+        if (ok && remember_prepared(conn, dt->stmt_name) == 0) {
+            e->preparing = strdup(dt->stmt_name);
+            e->in_prepare = 1;
+        }
+    }
+    ok = ok && PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0);
+    if (!ok || !PQpipelineSync(conn->pg)) {
+        conn_down(conn, PQerrorMessage(conn->pg));
+        return;
+    }
+    conn_flush(conn);
+}
+
+/* The pipeline's oldest statement reached its sync point: its task (if it still waits) resumes. */
+static void pipe_done(os_db_conn_t *conn)
+{
+    PGresult *res;
+    db_task_t *dt = pipe_pop(conn, &res);
+    if (conn->pipe_count == 0) {
+        /* Drained: back to normal mode, so the connection can serve a transaction too. */
+        if (!PQexitPipelineMode(conn->pg)) {
+            PQclear(res);
+            conn_down(conn, PQerrorMessage(conn->pg));
+            return;
+        }
+        conn->state = CONN_IDLE;
+    }
+    pool_hand_over(conn->pool, conn); /* waiters first: a busy task must not starve the queue */
+    if (dt == NULL) {
+        PQclear(res);
+        return;
+    }
+    int status;
+    if (res == NULL) {
+        os_metrics_db_query(dt->stmt_name, dt->stmt_sql, os_clock_us() - dt->query_us, "");
+        free_pending(dt);
+        os_task_set_error(dt->task, "database unavailable: the server sent no result");
+        status = OS_EUNAVAILABLE;
+    } else {
+        status = deliver(dt, res);
+    }
+    os_op_complete(&dt->op, status);
+}
+
+/* Reads the pipeline's results in order. libpq's pipeline mode gives, per statement, the
+ * prepare's result and a NULL (when one was sent), the execution's result(s) and a NULL, then
+ * PGRES_PIPELINE_SYNC (no NULL after it); a statement behind a failed prepare in the same sync
+ * segment gives PGRES_PIPELINE_ABORTED. */
+static void pipe_read(os_db_conn_t *conn)
+{
+    uint64_t epoch = conn->epoch;
+    int nulls = 0;
+    while (conn->state == CONN_PIPELINE && conn->pipe_count > 0 && !PQisBusy(conn->pg)) {
+        if (PQstatus(conn->pg) == CONNECTION_BAD)
+            break;
+        pipe_entry_t *e = &conn->pipe[conn->pipe_head];
+        PGresult *r = PQgetResult(conn->pg);
+        if (r == NULL) {
+            /* Two in a row would mean libpq has no command where this file counts one. */
+            if (++nulls > 1) {
+                conn_down(conn, "the pipeline's results are out of step");
+                return;
+            }
+            if (e->seen)
+                e->seen = e->in_prepare = 0;
+            continue;
+        }
+        nulls = 0;
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            pipe_done(conn); /* may resume a task, which may use or drop this connection */
+            if (conn->epoch != epoch)
+                return;
+            continue;
+        }
+        e->seen = 1;
+        if (e->in_prepare && PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            continue;
+        }
+        if (e->in_prepare)
+            forget_prepared(conn, e->preparing);
+        keep_result(&e->result, r);
+    }
+    if (conn->pg != NULL && PQstatus(conn->pg) == CONNECTION_BAD)
+        conn_down(conn, "server closed the connection");
 }
 
 static void conn_read_results(os_db_conn_t *conn)
@@ -581,11 +780,15 @@ static void conn_read_results(os_db_conn_t *conn)
         conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
+    if (conn->state == CONN_PIPELINE) {
+        pipe_read(conn);
+        return;
+    }
     /* PQgetResult would block while libpq is busy: take results only while it is not. */
     while (conn->step != STEP_NONE && !PQisBusy(conn->pg)) {
         PGresult *r = PQgetResult(conn->pg);
         if (r != NULL) {
-            keep_result(conn, r);
+            keep_result(&conn->pending, r);
             continue;
         }
         PGresult *res = conn->pending;
@@ -608,7 +811,7 @@ static void conn_on_readable(h2o_socket_t *sock, const char *err)
     if (conn->state == CONN_CONNECTING) {
         if (!conn->poll_write)
             conn_poll_connect(conn);
-    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY) {
+    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->state == CONN_PIPELINE) {
         conn_read_results(conn);
     }
 }
@@ -622,7 +825,7 @@ static void conn_on_writable(h2o_socket_t *sock, const char *err)
     if (conn->state == CONN_CONNECTING) {
         if (conn->poll_write)
             conn_poll_connect(conn);
-    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY) {
+    } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->state == CONN_PIPELINE) {
         conn_flush(conn);
     }
 }
@@ -632,6 +835,10 @@ static void conn_on_writable(h2o_socket_t *sock, const char *err)
 static void pool_assign(os_db_conn_t *conn, db_task_t *dt)
 {
     os_metrics_db_acquired(os_clock_us() - dt->acquire_us);
+    if (dt->pipe) {
+        pipe_send(conn, dt);
+        return;
+    }
     hold(conn, dt);
     if (dt->want_pin) {
         dt->want_pin = 0;
@@ -644,16 +851,29 @@ static void pool_assign(os_db_conn_t *conn, db_task_t *dt)
     }
 }
 
+/* Whether conn can take dt's statement or transaction now. */
+static int conn_serves(const os_db_conn_t *conn, const db_task_t *dt)
+{
+    return conn->state == CONN_IDLE ||
+           (dt->pipe && conn->state == CONN_PIPELINE && conn->pipe_count < conn->pool->depth);
+}
+
+/* conn became idle or has room in its pipeline: the waiters take it in queue order. The first
+ * waiter it cannot serve (a transaction or an unnamed statement, while conn carries a pipeline)
+ * stops the hand-over, and, being first in the queue, keeps every later statement out of every
+ * pipeline: the pipelines drain, and the first to become idle is its. */
 static void pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn)
 {
-    if (h2o_linklist_is_empty(&pool->waiters))
-        return;
-    db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, waiter_link, pool->waiters.next);
-    assert(dt->phase == PHASE_ACQUIRE && os_op_pending(&dt->op));
-    h2o_linklist_unlink(&dt->waiter_link);
-    pool->nwaiting--;
-    os_timer_stop(&pool->worker->timers, &dt->acquire_timer);
-    pool_assign(conn, dt);
+    while (!h2o_linklist_is_empty(&pool->waiters)) {
+        db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, waiter_link, pool->waiters.next);
+        assert(dt->phase == PHASE_ACQUIRE && os_op_pending(&dt->op));
+        if (!conn_serves(conn, dt))
+            return;
+        h2o_linklist_unlink(&dt->waiter_link);
+        pool->nwaiting--;
+        os_timer_stop(&pool->worker->timers, &dt->acquire_timer);
+        pool_assign(conn, dt);
+    }
 }
 
 static void on_acquire_timeout(os_timer_t *timer)
@@ -697,6 +917,11 @@ static void cancel_op(os_op_t *op)
         h2o_linklist_unlink(&dt->waiter_link);
         pool->nwaiting--;
         os_timer_stop(&pool->worker->timers, &dt->acquire_timer);
+    } else if (dt->phase == PHASE_PIPELINE) {
+        /* Other tasks' statements share the connection: it is neither closed nor cancelled (the
+         * statement is short; it runs to its end), and its result is dropped when it comes. */
+        dt->entry->task = NULL;
+        dt->entry = NULL;
     } else if (dt->phase == PHASE_QUERY && dt->conn != NULL) {
         /* The session is mid-command; closing it is the only way to get a clean one back. */
         os_db_conn_t *conn = dt->conn;
@@ -716,14 +941,23 @@ static int pool_acquire(os_db_pool_t *pool, db_task_t *dt)
     int any_up = 0;
     dt->acquire_us = os_clock_us();
     dt->pool = pool;
+    /* A pipeline with room first, the first one in the pool's order: few backends doing the work
+     * back to back wake less often than many each woken per statement. Never past the queue. */
+    os_db_conn_t *idle = NULL;
     for (size_t i = 0; i < pool->size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
-        if (conn->state == CONN_IDLE) {
-            os_op_begin(dt->task, &dt->op, OS_OP_DB, cancel_op);
-            pool_assign(conn, dt);
-            return OS_OK;
+        if (conn->state == CONN_PIPELINE && conn_serves(conn, dt) && h2o_linklist_is_empty(&pool->waiters)) {
+            idle = conn;
+            break;
         }
+        if (conn->state == CONN_IDLE && idle == NULL)
+            idle = conn;
         any_up |= conn->state != CONN_DOWN;
+    }
+    if (idle != NULL) {
+        os_op_begin(dt->task, &dt->op, OS_OP_DB, cancel_op);
+        pool_assign(idle, dt);
+        return OS_OK;
     }
     if (!any_up) {
         os_task_set_error(dt->task, "database unavailable (%s): %s", pool->setting,
@@ -850,10 +1084,12 @@ os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int re
         return NULL;
     }
     pool->size = size;
+    pool->depth = (size_t)os_config.db_pipeline_depth;
     pool->conns = calloc(size, sizeof(*pool->conns));
     for (size_t i = 0; i < size; i++) {
         os_db_conn_t *conn = &pool->conns[i];
         conn->pool = pool;
+        conn->pipe = pool->depth > 0 ? calloc(pool->depth, sizeof(*conn->pipe)) : NULL;
         os_timer_init(&conn->retry_timer, on_retry);
         os_timer_init(&conn->connect_timer, on_connect_timeout);
         conn_connect(conn);
@@ -874,6 +1110,11 @@ void os_db_pool_destroy(os_db_pool_t *pool)
         close_pg(conn);
         PQclear(conn->pending);
         free_prepared(conn);
+        for (size_t j = 0; j < pool->depth && conn->pipe != NULL; j++) {
+            PQclear(conn->pipe[j].result);
+            free(conn->pipe[j].preparing);
+        }
+        free(conn->pipe);
     }
     PQconninfoFree(pool->parsed);
     free(pool->keys);
@@ -892,8 +1133,9 @@ void os_db_pool_stats(const os_db_pool_t *pool, os_db_stats_t *out)
     out->size = pool->size;
     out->waiting = pool->nwaiting;
     for (size_t i = 0; i < pool->size; i++) {
-        out->connected += pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY;
-        out->busy += pool->conns[i].state == CONN_BUSY;
+        int state = pool->conns[i].state;
+        out->connected += state == CONN_IDLE || state == CONN_BUSY || state == CONN_PIPELINE;
+        out->busy += state == CONN_BUSY || state == CONN_PIPELINE;
     }
 }
 
@@ -968,6 +1210,9 @@ int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, cons
         query_start(dt->conn);
         return OS_OK;
     }
+    /* Only a named statement shares a connection: unnamed SQL may run long, and only a
+     * connection of its own can be closed to stop it when nobody waits for it (conn_recycle). */
+    dt->pipe = pool->depth > 0 && dt->stmt_name[0] != '\0';
     int rc = pool_acquire(pool, dt);
     if (rc != OS_OK)
         free_pending(dt);
@@ -1023,6 +1268,7 @@ int os_db_pin(os_task_t *task)
         return OS_EUNAVAILABLE;
     }
     dt->want_pin = 1;
+    dt->pipe = 0;
     dt->on_replica = 0;
     int rc = pool_acquire(task->worker->db, dt);
     if (rc != OS_OK)

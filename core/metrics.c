@@ -325,7 +325,7 @@ size_t os_metrics_render(char *buf, size_t cap)
         {"orderservice_tasks_running", "Requests being handled (coroutines alive)."},
         {"orderservice_db_pool_size", "Database connections configured per worker, summed."},
         {"orderservice_db_pool_connected", "Database connections that are up."},
-        {"orderservice_db_pool_busy", "Database connections running a query or a transaction."},
+        {"orderservice_db_pool_busy", "Database connections running a query, a transaction or a pipeline of statements."},
         {"orderservice_db_pool_waiting", "Requests queued for a database connection."},
     };
     int workers = atomic_load(&registered);

@@ -372,10 +372,6 @@ class Downstream(unittest.TestCase):
         self.assertEqual(stub.requests, 1)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class ClientGone(unittest.TestCase):
     """A client that gives up: its GET's query is stopped on the server and its coroutine ends
     (client_connection_check_interval: within a second of the connection being closed)."""
@@ -423,3 +419,148 @@ class ClientGone(unittest.TestCase):
         wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
                    what="the coroutine to end")
         self.assertLess(time.monotonic() - started, 5)
+
+
+class Pipelines(unittest.TestCase):
+    """Named autocommit statements of many requests share one connection (libpq's pipeline mode):
+    a pool of one connection, a named statement that sleeps at the head of the pipeline, and
+    requests sent while it sleeps. They are not queued for the connection (the acquire timeout is
+    far below the sleep); each gets its own answer once the sleep is over."""
+
+    ORDERS = 50
+
+    @classmethod
+    def setUpClass(cls):
+        cls.url = migrated_database("it_faults_pipe")
+        psql(cls.url, "INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status, "
+                      "order_total, subtotal, tax, shipping_fee) "
+                      f"SELECT 100 + i, 'PENDING', 'PENDING', 'Pending', i, i, 0, 0 "
+                      f"FROM generate_series(1, {cls.ORDERS}) i")
+        cls.ids = [int(v) for v in psql(cls.url, "SELECT order_id FROM ordersapp_order ORDER BY order_id").split()]
+        cls.svc = Service(database_url=cls.url, workers=1,
+                          env={"JOBS": "0", "DB_POOL_SIZE": "1", "DB_PIPELINE_DEPTH": "64",
+                               "DB_ACQUIRE_TIMEOUT_MS": "500", "LOG_LEVEL": "debug"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def backends(self, where=""):
+        return int(psql(ADMIN_URL, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'it_faults_pipe' "
+                                   f"AND application_name = 'orderservice' {where}"))
+
+    def concurrently(self, paths):
+        """Sends every path at once, each on its own connection; returns the threads and their answers."""
+        results = [None] * len(paths)
+
+        def one(i):
+            try:
+                results[i] = self.svc.request("GET", paths[i])
+            except OSError as e:
+                results[i] = e
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(paths))]
+        for t in threads:
+            t.start()
+        return threads, results
+
+    def sleep_at_the_head(self, ms):
+        """A named statement sleeping ms on the only connection; returns once the server runs it."""
+        threads, results = self.concurrently([f"/test/pg-sleep/{ms}?named=1"])
+        wait_until(lambda: self.backends("AND state = 'active' AND query LIKE '%pg_sleep%'") == 1,
+                   what="the sleep to run")
+        return threads[0], results
+
+    def details_sent(self):
+        return self.svc.logs().count("database read orders_details")
+
+    def test_fifty_concurrent_details_share_the_one_connection_and_each_gets_its_own_order(self):
+        sleeper, slept = self.sleep_at_the_head(2000)
+        threads, results = self.concurrently([f"/v1/orders/{i}/details/" for i in self.ids])
+        for t in threads + [sleeper]:
+            t.join()
+        self.assertEqual(slept[0].status, 200, slept[0].body)
+        for order_id, r in zip(self.ids, results):
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["order_id"], order_id)
+            self.assertEqual(r.json()["customer_id"], 100 + self.ids.index(order_id) + 1)
+        self.assertEqual(self.backends(), 1)
+
+    def test_a_failing_statement_fails_only_its_request(self):
+        sleeper, _ = self.sleep_at_the_head(1500)
+        ns = [i % 5 for i in range(30)]  # every fifth one divides by zero
+        threads, results = self.concurrently([f"/test/divide/{n}" for n in ns] + [f"/v1/orders/{self.ids[0]}/details/"])
+        for t in threads + [sleeper]:
+            t.join()
+        for n, r in zip(ns, results):
+            if n == 0:
+                self.assertEqual(r.status, 500, r.body)
+                self.assertEqual(r.json()["details"]["sqlstate"], "22012")
+            else:
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.json()["q"], 1000 // n)
+        self.assertEqual(results[-1].status, 200)
+        self.assertEqual(results[-1].json()["order_id"], self.ids[0])
+
+    def test_requests_whose_clients_disconnect_leave_the_pipeline_and_its_connection_alone(self):
+        pid = self.svc.request("GET", "/test/pg-sleep/1?named=1").json()["pid"]
+        lost = self.svc.logs().count("database connection lost")
+        # The statement at the head of the pipeline and one behind it lose their clients.
+        gone = []
+        for path in ("/test/pg-sleep/1500?named=1", "/test/divide/4"):
+            conn = self.svc.connection(30)
+            conn.request("GET", path, headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+            gone.append(conn)
+            if not path.startswith("/test/divide"):
+                wait_until(lambda: self.backends("AND state = 'active' AND query LIKE '%pg_sleep%'") == 1,
+                           what="the sleep to run")
+        sent = self.details_sent()
+        threads, results = self.concurrently([f"/v1/orders/{i}/details/" for i in self.ids[:10]])
+        wait_until(lambda: self.details_sent() == sent + 10, what="the details to be sent")
+        for conn in gone:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        for t in threads:
+            t.join()
+        for order_id, r in zip(self.ids, results):
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["order_id"], order_id)
+        # The same backend still serves: the sleep ran to its end, nothing was closed or cancelled.
+        self.assertEqual(self.svc.request("GET", "/test/pg-sleep/1?named=1").json()["pid"], pid)
+        logs = self.svc.logs()
+        self.assertEqual(logs.count("database connection lost"), lost)
+        self.assertNotIn("ignored a completion", logs)
+
+    def test_a_connection_killed_with_statements_in_flight_fails_exactly_those_with_503(self):
+        pid = self.svc.request("GET", "/test/pg-sleep/1?named=1").json()["pid"]
+        sleeper, slept = self.sleep_at_the_head(3000)
+        sent = self.details_sent()
+        threads, results = self.concurrently([f"/v1/orders/{i}/details/" for i in self.ids[:20]])
+        wait_until(lambda: self.details_sent() == sent + 20, what="the details to be in the pipeline")
+        self.assertEqual(int(psql(ADMIN_URL, f"SELECT count(pg_terminate_backend({pid}))")), 1)
+        for t in threads + [sleeper]:
+            t.join()
+        self.assertEqual(slept[0].status, 503, slept[0].body)
+        self.assertEqual([r.status for r in results], [503] * 20)
+        # The next requests get a new connection.
+        r = wait_until(lambda: (lambda r: r if r.status == 200 else None)(
+            self.svc.request("GET", f"/v1/orders/{self.ids[0]}/details/")), what="a details request to work again")
+        self.assertEqual(r.json()["order_id"], self.ids[0])
+        self.assertNotEqual(self.svc.request("GET", "/test/pg-sleep/1?named=1").json()["pid"], pid)
+        self.assertNotIn("ignored a completion", self.svc.logs())
+
+    def test_a_transaction_gets_the_connection_while_pipelined_requests_keep_coming(self):
+        # One connection, details without pause from eight clients: a transaction queued for the
+        # connection stops the pipeline from growing, gets the connection once it drains, and
+        # commits well within the acquire timeout; the details all succeed meanwhile.
+        with Load(lambda: self.svc.request("GET", f"/v1/orders/{self.ids[1]}/details/").status, threads=8) as load:
+            wait_until(lambda: len(load.results) > 50, what="details traffic")
+            for i in range(10):
+                r = self.svc.request("POST", "/test/tx", body={"value": f"pipe-{i}"})
+                self.assertEqual(r.status, 200, r.body)
+                self.assertTrue(r.json()["ok"], r.body)
+        self.assertEqual(set(load.results), {200})
+        self.assertEqual(psql(self.url, "SELECT count(*) FROM test_tx WHERE v LIKE 'pipe-%'"), "10")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -44,6 +44,10 @@ class Storm(unittest.TestCase):
                    RELOAD_POLL_MS="0", OUTBOX_EVERY_MS="100", LOG_LEVEL="warn")
         paths = [
             lambda: f"/test/pg-sleep/{random.randint(1, 15)}",
+            # named statements: they share the connections (pipelines) with each other, between
+            # the transactions and the unnamed statements that need one to themselves
+            lambda: f"/test/pg-sleep/{random.randint(1, 15)}?named=1",
+            lambda: f"/test/divide/{random.randint(1, 9)}",
             lambda: "/test/query",
             lambda: f"/test/tx-hold?ms={random.randint(0, 5)}",
             lambda: f"/test/sleep/{random.randint(1, 15)}",

@@ -24,6 +24,7 @@ BAD = {
     "DB_ACQUIRE_TIMEOUT_MS": "abc",
     "DB_STATEMENT_TIMEOUT_MS": "1e3",
     "DB_CONNECT_TIMEOUT_MS": "soon",
+    "DB_PIPELINE_DEPTH": "1001",
     "DATABASE_READ_URL": "d" * 3000,
     "READ_MAX_LAG_MS": "-1",
     "MIGRATE_ON_START": "yes",
