@@ -19,8 +19,9 @@
  * up and close enough), else to the primary.
  *
  * Pipelines (DB_PIPELINE_DEPTH > 0): most of PostgreSQL's cost per short statement is its
- * backend sleeping and waking for each one. A named statement outside a transaction (db.statement:
- * short by design) therefore shares a connection: it goes to the first connection already in
+ * backend sleeping and waking for each one. A named read outside a transaction (os_db_read with
+ * a db.statement: short by design, and a read never waits for a row lock, which would hold up
+ * the statements behind it) therefore shares a connection: it goes to the first connection already in
  * libpq's pipeline mode with room (fewer than DB_PIPELINE_DEPTH in flight), else takes an idle one
  * and puts it in pipeline mode, else queues like any other. Its backend then finds the next
  * statement already waiting when it finishes one. Each statement is sent with its own sync point
@@ -1173,8 +1174,9 @@ static PGresult *result_of(os_task_t *task)
 
 /* ---- FFI ---- */
 
-int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, const char *sql, int nparams,
-                     const char *const *params)
+/* may_share: the statement is a read (os_db_read), so it may share a connection's pipeline. */
+static int query_on(os_db_pool_t *pool, os_task_t *task, const char *name, const char *sql, int nparams,
+                    const char *const *params, int may_share)
 {
     db_task_t *dt = db_task(task);
     if (dt == NULL) {
@@ -1210,18 +1212,26 @@ int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, cons
         query_start(dt->conn);
         return OS_OK;
     }
-    /* Only a named statement shares a connection: unnamed SQL may run long, and only a
-     * connection of its own can be closed to stop it when nobody waits for it (conn_recycle). */
-    dt->pipe = pool->depth > 0 && dt->stmt_name[0] != '\0';
+    /* Only a named read shares a connection. Unnamed SQL may run long, and only a connection of
+     * its own can be closed to stop it when nobody waits for it (conn_recycle). A write may wait
+     * for a row lock until another transaction ends, and would hold up every statement behind
+     * it in the pipeline; a read never waits for a row lock. */
+    dt->pipe = may_share && pool->depth > 0 && dt->stmt_name[0] != '\0';
     int rc = pool_acquire(pool, dt);
     if (rc != OS_OK)
         free_pending(dt);
     return rc;
 }
 
+int os_db_query_pool(os_db_pool_t *pool, os_task_t *task, const char *name, const char *sql, int nparams,
+                     const char *const *params)
+{
+    return query_on(pool, task, name, sql, nparams, params, 0);
+}
+
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
 {
-    return os_db_query_pool(task->worker->db, task, name, sql, nparams, params);
+    return query_on(task->worker->db, task, name, sql, nparams, params, 0);
 }
 
 int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params)
@@ -1231,7 +1241,7 @@ int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, 
     os_db_pool_t *replica = task->worker->read_db; /* replica.c's verdict: NULL while reads stay on the primary */
     /* Inside a transaction a read must see the transaction's own writes: its connection. */
     if (replica != NULL && (dt == NULL || !dt->pinned)) {
-        int rc = os_db_query_pool(replica, task, name, sql, nparams, params);
+        int rc = query_on(replica, task, name, sql, nparams, params, 1);
         if (rc != OS_EUNAVAILABLE) {
             os_log(OS_LOG_DEBUG, "database read %s on the replica", what);
             return rc;
@@ -1241,7 +1251,7 @@ int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, 
     } else {
         os_log(OS_LOG_DEBUG, "database read %s on the primary", what);
     }
-    return os_db_query(task, name, sql, nparams, params);
+    return query_on(task->worker->db, task, name, sql, nparams, params, 1);
 }
 
 int os_db_on_replica(os_task_t *task)

@@ -101,7 +101,8 @@ void os_log_request(int level, const char *msg, size_t msg_len, const char *meth
 
 /* ---- database: queries run on the worker's pool; results stay owned by the task ---- */
 int os_db_query(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
-/** Like os_db_query, on the read replica while it is up and within READ_MAX_LAG_MS, else on the primary. */
+/** Like os_db_query, on the read replica while it is up and within READ_MAX_LAG_MS, else on the primary;
+ *  a named statement outside a transaction shares a connection's pipeline, so it must only read. */
 int os_db_read(os_task_t *task, const char *name, const char *sql, int nparams, const char *const *params);
 /** 1 when the task's last query was sent to the read replica, else 0. */
 int os_db_on_replica(os_task_t *task);

@@ -160,7 +160,9 @@ end
 -- it is up and no further behind than READ_MAX_LAG_MS; else, and inside a transaction, by the
 -- primary. What a request wrote itself is read with db.query: the replica may not have it yet.
 -- A replica that fails mid-read (it went down since its last lag probe) costs one retry on the
--- primary, not a 503.
+-- primary, not a 503. Outside a transaction a db.statement read shares a connection with other
+-- reads (libpq's pipeline mode, DB_PIPELINE_DEPTH at a time), so it must only read: a write
+-- could wait for a row lock and hold up every statement behind it.
 function _M.read(stmt, ...)
     local rows, err = run(C.os_db_read, stmt, ...)
     if not rows and _M.unavailable(err) and C.os_db_on_replica(async.task()) ~= 0 then

@@ -473,6 +473,33 @@ class Pipelines(unittest.TestCase):
     def details_sent(self):
         return self.svc.logs().count("database read orders_details")
 
+    def test_a_named_write_never_joins_a_pipeline(self):
+        # A write may wait for a row lock as long as another transaction lasts, and would hold
+        # up every statement behind it: only reads share. With a second connection, the read
+        # joins the sleeping pipeline (same backend, answered after the sleep) and the write
+        # (db.query) takes the idle connection and is answered while the sleep still runs.
+        svc = Service(database_url=self.url, workers=1,
+                      env={"JOBS": "0", "DB_POOL_SIZE": "2", "DB_PIPELINE_DEPTH": "64"}).start()
+        try:
+            slept = []
+            sleeper = threading.Thread(target=lambda: slept.append(svc.request("GET", "/test/pg-sleep/3000?named=1")))
+            sleeper.start()
+            wait_until(lambda: self.backends("AND state = 'active' AND query LIKE '%pg_sleep%'") == 1,
+                       what="the sleep to run")
+            read = []
+            reader = threading.Thread(target=lambda: read.append(svc.request("GET", "/test/divide/4")))
+            reader.start()
+            write = svc.request("GET", "/test/divide/5?write=1")
+            self.assertEqual(200, write.status, write.body)
+            self.assertTrue(sleeper.is_alive(), "the write was answered only after the sleep")
+            sleeper.join()
+            reader.join()
+            self.assertEqual(200, read[0].status, read[0].body)
+            self.assertEqual(slept[0].json()["pid"], read[0].json()["pid"])
+            self.assertNotEqual(slept[0].json()["pid"], write.json()["pid"])
+        finally:
+            svc.__exit__(None, None, None)
+
     def test_fifty_concurrent_details_share_the_one_connection_and_each_gets_its_own_order(self):
         sleeper, slept = self.sleep_at_the_head(2000)
         threads, results = self.concurrently([f"/v1/orders/{i}/details/" for i in self.ids])
