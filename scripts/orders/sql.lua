@@ -182,6 +182,37 @@ DELETE FROM idempotency_keys
 
 _M.COUNT_LIMIT = 1000
 
+-- ---- the text search ----
+--
+-- `?search=text` (a pattern, orders.input) matches orders with an item whose SKU contains the
+-- text. The handler first runs SKU_LOOKUP against order_skus (the distinct SKUs ever ordered,
+-- migration 0009), and the list's filter follows from what it found:
+--  - no SKU: no order matches; the handler answers the empty page without the list query;
+--  - at most SKU_LIST_MAX SKUs (search.skus): `i.sku = ANY(those)`, a few probes of the SKU
+--    btree. Matching the items themselves (the trigram index) cost ~2 ms per pass, and the
+--    list makes two (page and count);
+--  - more, but fewer than the lookup's limit: `i.sku ILIKE`, planned from the column's
+--    statistics, which decide between the trigram index and walking the orders;
+--  - the lookup's limit reached (search.broad: at least 1 SKU in BROAD_SHARE, or a catalog
+--    too small to tell): many orders match, so walking the orders in the page's order and
+--    testing each one's items is the plan, and the filter is written so the planner takes it
+--    without costing the alternatives (see list).
+-- Each form gives the orders the plain ILIKE gives: every SKU in an item is in order_skus.
+
+_M.SKU_LIST_MAX = 32
+_M.BROAD_SHARE = 20
+
+-- $1 the pattern. matched: the SKUs found, at most the limit; skus: their array's text (as
+-- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; broad: the limit was
+-- reached. reltuples is ANALYZE's estimate (-1 before the first), read with the statement.
+_M.SKU_LOOKUP = format([[
+WITH lim AS (SELECT GREATEST(%d, c.reltuples::bigint / %d) AS n
+               FROM pg_class c WHERE c.oid = 'order_skus'::regclass)
+SELECT count(*) AS matched, count(*) >= (SELECT n FROM lim) AS broad,
+       CASE WHEN count(*) <= %d THEN array_agg(s.sku)::text END AS skus
+  FROM (SELECT k.sku FROM order_skus k WHERE k.sku ILIKE $1 LIMIT (SELECT n FROM lim)) s]],
+    _M.SKU_LIST_MAX + 1, _M.BROAD_SHARE, _M.SKU_LIST_MAX)
+
 local ORDER_BY = {
     created_at = "created_at %s, %s.order_id %s",
     order_total = "order_total %s, %s.order_id %s",
@@ -221,8 +252,22 @@ end
 
 local STATUS_COLUMNS = { "order_status", "payment_status", "shipping_status" }
 
+-- Completes a pattern search (orders.input's { pattern = ... }) from SKU_LOOKUP's row:
+-- search.skus or search.broad, per the forms above. Returns false when no SKU matches.
+function _M.sku_search(search, row)
+    if row.matched == 0 then
+        return false
+    end
+    if type(row.skus) == "string" then
+        search.skus = row.skus
+    elseif row.broad == true then
+        search.broad = true
+    end
+    return true
+end
+
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
--- page_size). Returns sql, params: the query answers one row per order of the page plus at
+-- page_size), a pattern search completed by sku_search. Returns sql, params: the query answers one row per order of the page plus at
 -- most one more (total_count, order_id, representation), or a single row with only
 -- total_count when the page is empty. total_count is min(matching orders, COUNT_LIMIT + 1).
 function _M.list(args)
@@ -265,6 +310,16 @@ function _M.list(args)
             .. " UNION ALL SELECT c.order_id FROM ordersapp_order c WHERE c.customer_id = %s"
             .. " UNION ALL SELECT i.order_id FROM ordersapp_orderitem i WHERE i.product_id = %s)",
             n, n, n)
+    elseif search and search.skus then
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE i.sku = ANY(" .. param(params, search.skus) .. "::varchar[]))"
+    elseif search and search.broad then
+        -- `(x) IS DISTINCT FROM false` is x here (sku and the pattern are never NULL), but
+        -- the planner neither matches it to the trigram index nor estimates the pattern over
+        -- the column's 1,000 most common values and histogram (migration 0008), which cost
+        -- ~0.3 ms per occurrence: it takes half the items as matching, and walks the orders.
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE (i.sku ILIKE " .. param(params, search.pattern) .. ") IS DISTINCT FROM false)"
     elseif search and search.pattern then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
             .. " WHERE i.sku ILIKE " .. param(params, search.pattern) .. ")"
