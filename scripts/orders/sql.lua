@@ -191,27 +191,33 @@ _M.COUNT_LIMIT = 1000
 --  - at most SKU_LIST_MAX SKUs (search.skus): `i.sku = ANY(those)`, a few probes of the SKU
 --    btree. Matching the items themselves (the trigram index) cost ~2 ms per pass, and the
 --    list makes two (page and count);
---  - more, but fewer than the lookup's limit: `i.sku ILIKE`, planned from the column's
+--  - more, but under the broad threshold: `i.sku ILIKE`, planned from the column's
 --    statistics, which decide between the trigram index and walking the orders;
---  - the lookup's limit reached (search.broad: at least 1 SKU in BROAD_SHARE, or a catalog
---    too small to tell): many orders match, so walking the orders in the page's order and
---    testing each one's items is the plan, and the filter is written so the planner takes it
---    without costing the alternatives (see list).
+--  - the broad threshold reached (search.broad: at least 1 SKU in BROAD_SHARE of a catalog
+--    of at most LOOKUP_MAX * BROAD_SHARE SKUs, or one too small to tell): many orders match,
+--    so walking the orders in the page's order and testing each one's items is the plan, and
+--    the filter is written so the planner takes it without costing the alternatives (see
+--    list). A larger catalog's broad searches take the form in between: the lookup stops at
+--    LOOKUP_MAX, too few there to call the search broad.
 -- Each form gives the orders the plain ILIKE gives: every SKU in an item is in order_skus.
 
 _M.SKU_LIST_MAX = 32
 _M.BROAD_SHARE = 20
+_M.LOOKUP_MAX = 200
 
--- $1 the pattern. matched: the SKUs found, at most the limit; skus: their array's text (as
--- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; broad: the limit was
--- reached. reltuples is ANALYZE's estimate (-1 before the first), read with the statement.
+-- $1 the pattern. matched: the SKUs found, at most LOOKUP_MAX; skus: their array's text (as
+-- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; broad: the threshold was
+-- reached (reltuples is ANALYZE's estimate, -1 before the first). The LIMIT is a constant so
+-- that the statement's generic plan (it is prepared) is the trigram index's: with a computed
+-- one the planner expected to stop early and chose a scan, which reads every SKU when few
+-- match. It also bounds the rows the lookup rechecks (~0.25 us each).
 _M.SKU_LOOKUP = format([[
-WITH lim AS (SELECT GREATEST(%d, c.reltuples::bigint / %d) AS n
-               FROM pg_class c WHERE c.oid = 'order_skus'::regclass)
-SELECT count(*) AS matched, count(*) >= (SELECT n FROM lim) AS broad,
+SELECT count(*) AS matched,
+       count(*) >= (SELECT GREATEST(%d, c.reltuples::bigint / %d)
+                      FROM pg_class c WHERE c.oid = 'order_skus'::regclass) AS broad,
        CASE WHEN count(*) <= %d THEN array_agg(s.sku)::text END AS skus
-  FROM (SELECT k.sku FROM order_skus k WHERE k.sku ILIKE $1 LIMIT (SELECT n FROM lim)) s]],
-    _M.SKU_LIST_MAX + 1, _M.BROAD_SHARE, _M.SKU_LIST_MAX)
+  FROM (SELECT k.sku FROM order_skus k WHERE k.sku ILIKE $1 LIMIT %d) s]],
+    _M.SKU_LIST_MAX + 1, _M.BROAD_SHARE, _M.SKU_LIST_MAX, _M.LOOKUP_MAX)
 
 local ORDER_BY = {
     created_at = "created_at %s, %s.order_id %s",

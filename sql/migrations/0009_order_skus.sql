@@ -40,7 +40,7 @@ CREATE OR REPLACE TRIGGER ordersapp_orderitem_order_skus_update
     FOR EACH ROW WHEN (OLD.sku IS DISTINCT FROM NEW.sku) EXECUTE FUNCTION order_skus_add_updated();
 
 INSERT INTO order_skus (sku) SELECT DISTINCT sku FROM ordersapp_orderitem ON CONFLICT DO NOTHING;
--- The lookup sizes its "broad" limit from the table's row estimate (orders.sql, SKU_LOOKUP).
+-- The lookup's broad threshold reads the table's row estimate (orders.sql, SKU_LOOKUP).
 ANALYZE order_skus;
 
 -- A broad search walks the orders and tests each one's items (`order_id` equal, then the SKU):

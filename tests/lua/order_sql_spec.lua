@@ -71,12 +71,12 @@ describe("orders.sql", function()
             assert.same({ pattern = "%x%", broad = true }, search)
         end)
 
-        it("looks SKUs up with a limit: the list's SKUs, and 1 SKU in BROAD_SHARE", function()
+        it("looks SKUs up with a constant limit: the list's SKUs, and 1 SKU in BROAD_SHARE", function()
             local sql = order_sql.SKU_LOOKUP
             assert.truthy(sql:find("WHEN count(*) <= " .. order_sql.SKU_LIST_MAX .. " THEN", 1, true))
             assert.truthy(sql:find("GREATEST(" .. (order_sql.SKU_LIST_MAX + 1) .. ", c.reltuples::bigint / "
                                    .. order_sql.BROAD_SHARE .. ")", 1, true))
-            assert.truthy(sql:find("k.sku ILIKE $1 LIMIT", 1, true))
+            assert.truthy(sql:find("k.sku ILIKE $1 LIMIT " .. order_sql.LOOKUP_MAX .. ")", 1, true))
         end)
 
         it("searches numbers through three indexed lookups", function()
