@@ -48,6 +48,7 @@ local INSERT_EVENT = db.statement("orders_insert_event", order_sql.INSERT_EVENT)
 local INSERT_SAGA = db.statement("orders_insert_saga", order_sql.INSERT_SAGA)
 local UPDATE_STATUS = db.statement("orders_update_status", order_sql.UPDATE_STATUS)
 local OWNER = db.statement("orders_owner", order_sql.OWNER)
+local SKU_LOOKUP = db.statement("orders_sku_lookup", order_sql.SKU_LOOKUP)
 
 local null = db.null
 
@@ -559,9 +560,27 @@ local function list_link(req, changes)
     return req.path .. "?" .. query.encode(args)
 end
 
-local function list_response(req, args)
+-- The empty page, as the list query answers it: no query runs when no SKU matches a search.
+local NO_ROWS = { { total_count = 0, fetched = 0, last_id = null, results = "[]" } }
+
+-- The rows of the list query, or nil, err. A text search looks its SKUs up first (orders.sql,
+-- "the text search"): with none found no order matches, and the empty page needs no query.
+local function list_rows(args)
+    local search = args.search
+    if search and search.pattern then
+        local rows, err = db.read(SKU_LOOKUP, search.pattern)
+        if not rows then
+            return nil, err
+        elseif not order_sql.sku_search(search, rows[1]) then
+            return NO_ROWS
+        end
+    end
     local sql, params = order_sql.list(args)
-    local rows, err = db.read(sql, unpack(params, 1, #params))
+    return db.read(sql, unpack(params, 1, #params))
+end
+
+local function list_response(req, args)
+    local rows, err = list_rows(args)
     if not rows then
         return db_failure(req, err)
     end

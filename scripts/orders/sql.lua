@@ -189,6 +189,43 @@ DELETE FROM idempotency_keys
 
 _M.COUNT_LIMIT = 1000
 
+-- ---- the text search ----
+--
+-- `?search=text` (a pattern, orders.input) matches orders with an item whose SKU contains the
+-- text. The handler first runs SKU_LOOKUP against order_skus (the distinct SKUs ever ordered,
+-- migration 0009), and the list's filter follows from what it found:
+--  - no SKU: no order matches; the handler answers the empty page without the list query;
+--  - at most SKU_LIST_MAX SKUs (search.skus): `i.sku = ANY(those)`, a few probes of the SKU
+--    btree. Matching the items themselves (the trigram index) cost ~2 ms per pass, and the
+--    list makes two (page and count);
+--  - more, but under the broad threshold: `i.sku ILIKE`, planned from the column's
+--    statistics, which decide between the trigram index and walking the orders;
+--  - the broad threshold reached (search.broad: at least 1 SKU in BROAD_SHARE of a catalog
+--    of at most LOOKUP_MAX * BROAD_SHARE SKUs, or one too small to tell): many orders match,
+--    so walking the orders in the page's order and testing each one's items is the plan, and
+--    the filter is written so the planner takes it without costing the alternatives (see
+--    list). A larger catalog's broad searches take the form in between: the lookup stops at
+--    LOOKUP_MAX, too few there to call the search broad.
+-- Each form gives the orders the plain ILIKE gives: every SKU in an item is in order_skus.
+
+_M.SKU_LIST_MAX = 32
+_M.BROAD_SHARE = 20
+_M.LOOKUP_MAX = 200
+
+-- $1 the pattern. matched: the SKUs found, at most LOOKUP_MAX; skus: their array's text (as
+-- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; broad: the threshold was
+-- reached (reltuples is ANALYZE's estimate, -1 before the first). The LIMIT is a constant so
+-- that the statement's generic plan (it is prepared) is the trigram index's: with a computed
+-- one the planner expected to stop early and chose a scan, which reads every SKU when few
+-- match. It also bounds the rows the lookup rechecks (~0.25 us each).
+_M.SKU_LOOKUP = format([[
+SELECT count(*) AS matched,
+       count(*) >= (SELECT GREATEST(%d, c.reltuples::bigint / %d)
+                      FROM pg_class c WHERE c.oid = 'order_skus'::regclass) AS broad,
+       CASE WHEN count(*) <= %d THEN array_agg(s.sku)::text END AS skus
+  FROM (SELECT k.sku FROM order_skus k WHERE k.sku ILIKE $1 LIMIT %d) s]],
+    _M.SKU_LIST_MAX + 1, _M.BROAD_SHARE, _M.SKU_LIST_MAX, _M.LOOKUP_MAX)
+
 local ORDER_BY = {
     created_at = "created_at %s, %s.order_id %s",
     order_total = "order_total %s, %s.order_id %s",
@@ -228,8 +265,23 @@ end
 
 local STATUS_COLUMNS = { "order_status", "payment_status", "shipping_status" }
 
+-- Completes a pattern search (orders.input's { pattern = ... }) from SKU_LOOKUP's row:
+-- search.skus or search.broad, per the forms above. Returns false when no SKU matches.
+function _M.sku_search(search, row)
+    if row.matched == 0 then
+        return false
+    end
+    if type(row.skus) == "string" then
+        search.skus = row.skus
+    elseif row.broad == true then
+        search.broad = true
+    end
+    return true
+end
+
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
--- page_size). Returns sql, params: the query answers exactly one row:
+-- page_size), a pattern search completed by sku_search. Returns sql, params: the query
+-- answers exactly one row:
 --   total_count  min(matching orders, COUNT_LIMIT + 1)
 --   fetched      the page's orders plus at most one more (page_size + 1: a next page exists)
 --   last_id      the order_id of the page's last order when the page is full, else NULL
@@ -276,6 +328,16 @@ function _M.list(args)
             .. " UNION ALL SELECT c.order_id FROM ordersapp_order c WHERE c.customer_id = %s"
             .. " UNION ALL SELECT i.order_id FROM ordersapp_orderitem i WHERE i.product_id = %s)",
             n, n, n)
+    elseif search and search.skus then
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE i.sku = ANY(" .. param(params, search.skus) .. "::varchar[]))"
+    elseif search and search.broad then
+        -- `(x) IS DISTINCT FROM false` is x here (sku and the pattern are never NULL), but
+        -- the planner neither matches it to the trigram index nor estimates the pattern over
+        -- the column's 1,000 most common values and histogram (migration 0008), which cost
+        -- ~0.3 ms per occurrence: it takes half the items as matching, and walks the orders.
+        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
+            .. " WHERE (i.sku ILIKE " .. param(params, search.pattern) .. ") IS DISTINCT FROM false)"
     elseif search and search.pattern then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
             .. " WHERE i.sku ILIKE " .. param(params, search.pattern) .. ")"

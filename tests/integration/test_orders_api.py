@@ -787,6 +787,20 @@ class OrdersApiTest(unittest.TestCase):
         body = self.get_list(f"customer_id={customer}&search=%25")
         self.assertEqual([literal], [o["order_id"] for o in body["results"]])
 
+    def test_a_new_sku_is_searchable_at_once(self):
+        # the search looks SKUs up in order_skus, which the create's own transaction completes
+        # (migration 0009's trigger); an item's SKU changed by hand gets there too
+        customer = new_customer()
+        sku = f"FRESH-{customer}"
+        created = self.create(customer, [item(sku=sku), item(sku=sku), item(sku="SKU-T")])["order_id"]
+        body = self.get_list(f"search={sku.lower()}")
+        self.assertEqual(([created], 1), ([o["order_id"] for o in body["results"]], body["count"]))
+        self.assertEqual("1", psql(self.url, f"SELECT count(*) FROM order_skus WHERE sku = '{sku}'"))
+        psql(self.url, f"UPDATE ordersapp_orderitem SET sku = '{sku}-B' WHERE order_id = {created}"
+                       " AND sku = 'SKU-T'")
+        body = self.get_list(f"search={sku}-b")
+        self.assertEqual([created], [o["order_id"] for o in body["results"]])
+
     def test_created_range_filters(self):
         dates = sorted(o["created_at"] for o in self.seed_orders)
         day = dates[len(dates) // 2][:10]

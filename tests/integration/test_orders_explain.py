@@ -2,7 +2,9 @@
 
 The SQL is not copied here: fixtures/list_sql.lua prints what scripts/orders/sql.lua builds
 for each argument set, and each is EXPLAINed (as a prepared statement, planned with its actual
-values like the service's unnamed statements) against 100,000 generated orders.
+values like the service's unnamed statements) against 100,000 generated orders. A text search
+first runs orders.sql.SKU_LOOKUP against the same data, as the handler does, and its answer
+picks the search's form.
 
 Two checks per shape:
   - with the planner's default costs, no Seq Scan on ordersapp_order / ordersapp_orderitem for
@@ -90,15 +92,57 @@ UNSELECTIVE = {
     "keyset_total": {"after": 50000, "sort": "order_total"},
     "keyset_id": {"after": 50000, "sort": "order_id", "dir": "asc"},
     "short_text": {"search": {"pattern": "%1%"}},
-    "broad_text": {"search": {"pattern": "%sku0123%"}},  # 1 % of orders: hashing wins
+    # 10 SKUs, 1 % of the orders: the SKU list, whose count hashes them
+    "ten_skus_text": {"search": {"pattern": "%sku0123%"}},
+    # 40 SKUs: more than the list takes, fewer than 1 in 20: the plain pattern
+    "mid_text": {"search": {"pattern": "%99%"}},
+}
+# the form SKU_LOOKUP's answer gives each text search: "skus" (a list of SKUs), "broad", or
+# "pattern" (in between); and the index that form must use (None: the planner's choice)
+SKU_IDX, ITEMS_BY_ORDER = "ordersapp_orderitem_sku_idx", "ordersapp_orderitem_order_id_sku_idx"
+TEXT_FORM = {
+    "search_text": ("skus", SKU_IDX),
+    "ten_skus_text": ("skus", SKU_IDX),
+    # a customer's 20 orders: testing each one's items beats fetching the SKU's
+    "search_text_customer": ("skus", "ordersapp_order_customer_created_idx"),
+    # the orders in the page's order, each one's items by order_id, the SKU in the index
+    "broadest_text": ("broad", ITEMS_BY_ORDER),
+    "keyset_search": ("broad", ITEMS_BY_ORDER),
+    "short_text": ("broad", ITEMS_BY_ORDER),
+    "mid_text": ("pattern", None),
 }
 TABLES = {"ordersapp_order", "ordersapp_orderitem"}
 
 
-def list_sql(arg_sets):
-    out = subprocess.run(["luajit", "tests/integration/fixtures/list_sql.lua", json.dumps(arg_sets)],
-                         cwd=SOURCE_DIR, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
+def literal(value):
+    return "'" + value.replace("'", "''") + "'"
+
+
+def luajit(*args):
+    return subprocess.run(["luajit", *args], cwd=SOURCE_DIR, check=True, capture_output=True,
+                          text=True).stdout
+
+
+SKU_LOOKUP = luajit("-e", 'package.path = "scripts/?.lua;" .. package.path'
+                          ' io.write(require("orders.sql").SKU_LOOKUP)')
+
+
+def sku_lookup(url, pattern):
+    """SKU_LOOKUP's row for pattern, as the handler gets it (skus None for NULL)."""
+    out = psql(url, f"PREPARE l(text) AS {SKU_LOOKUP}; EXECUTE l({literal(pattern)})")
+    matched, broad, skus = out.split("|")
+    return {"matched": int(matched), "broad": broad == "t", "skus": skus or None}
+
+
+def list_sql(arg_sets, url):
+    """The list's SQL for each argument set; a text search's completed by SKU_LOOKUP on url."""
+    sets = []
+    for args in arg_sets:
+        pattern = args.get("search", {}).get("pattern")
+        if pattern:
+            args = dict(args, search=dict(args["search"], lookup=sku_lookup(url, pattern)))
+        sets.append(args)
+    return json.loads(luajit("tests/integration/fixtures/list_sql.lua", json.dumps(sets)))
 
 
 def seq_scans(plan, found=None):
@@ -132,10 +176,6 @@ def count_limits(plan, under_count=False, found=None):
     return found
 
 
-def literal(value):
-    return "'" + value.replace("'", "''") + "'"
-
-
 class OrdersExplainTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -145,6 +185,7 @@ class OrdersExplainTest(unittest.TestCase):
         psql(cls.url, GENERATE)
         psql(cls.url, "VACUUM ANALYZE ordersapp_order")
         psql(cls.url, "VACUUM ANALYZE ordersapp_orderitem")
+        psql(cls.url, "VACUUM ANALYZE order_skus")  # the lookup's limit reads its row count
 
     def explain(self, shape, settings=""):
         params = ", ".join(literal(p) for p in shape["params"])
@@ -157,7 +198,7 @@ class OrdersExplainTest(unittest.TestCase):
 
     def test_selective_shapes_use_indexes_by_default(self):
         names = list(SELECTIVE)
-        for name, shape in zip(names, list_sql([SELECTIVE[n] for n in names])):
+        for name, shape in zip(names, list_sql([SELECTIVE[n] for n in names], self.url)):
             with self.subTest(shape=name):
                 plan = self.explain(shape)
                 self.assertEqual([], seq_scans(plan), json.dumps(plan, indent=1))
@@ -165,7 +206,7 @@ class OrdersExplainTest(unittest.TestCase):
     def test_every_shape_has_an_index_path(self):
         sets = dict(SELECTIVE, **UNSELECTIVE)
         names = list(sets)
-        for name, shape in zip(names, list_sql([sets[n] for n in names])):
+        for name, shape in zip(names, list_sql([sets[n] for n in names], self.url)):
             with self.subTest(shape=name):
                 plan = self.explain(shape, "SET enable_seqscan = off;")
                 self.assertEqual([], seq_scans(plan), json.dumps(plan, indent=1))
@@ -173,7 +214,7 @@ class OrdersExplainTest(unittest.TestCase):
     def test_keyset_pages_start_inside_the_sorts_index(self):
         names = list(KEYSET_INDEX)
         sets = dict(SELECTIVE, **UNSELECTIVE)
-        for name, shape in zip(names, list_sql([sets[n] for n in names])):
+        for name, shape in zip(names, list_sql([sets[n] for n in names], self.url)):
             with self.subTest(shape=name):
                 plan = self.explain(shape)
                 conds = [c for c in index_conds(plan) if c[0] == KEYSET_INDEX[name]]
@@ -183,7 +224,7 @@ class OrdersExplainTest(unittest.TestCase):
     def test_the_count_stops_at_the_limit(self):
         # the broadest shapes: without the LIMIT the count reads every match
         for name, shape in zip(("broadest", "everything"),
-                               list_sql([SELECTIVE["broadest_text"], {}])):
+                               list_sql([SELECTIVE["broadest_text"], {}], self.url)):
             with self.subTest(shape=name):
                 out = psql(self.url, f"PREPARE q AS {shape['sql']}; EXPLAIN (ANALYZE, VERBOSE,"
                                      " FORMAT JSON) EXECUTE q("
@@ -195,16 +236,31 @@ class OrdersExplainTest(unittest.TestCase):
 
     def test_the_exact_sku_filter_uses_the_btree_index(self):
         # not the trigram index, which must intersect trigrams every SKU shares (migration 0007)
-        shape, = list_sql([SELECTIVE["sku"]])
+        shape, = list_sql([SELECTIVE["sku"]], self.url)
         plan = self.explain(shape)
         names = {name for name, _ in index_conds(plan)}
         self.assertIn("ordersapp_orderitem_sku_idx", names, json.dumps(plan, indent=1))
         self.assertNotIn("ordersapp_orderitem_sku_trgm_idx", names)
 
+    def test_each_text_search_form_uses_its_index(self):
+        sets = dict(SELECTIVE, **UNSELECTIVE)
+        names = list(TEXT_FORM)
+        for name, shape in zip(names, list_sql([sets[n] for n in names], self.url)):
+            with self.subTest(shape=name):
+                sql, (form, index) = shape["sql"], TEXT_FORM[name]
+                self.assertEqual(form == "skus", "i.sku = ANY($" in sql)
+                self.assertEqual(form == "broad", "IS DISTINCT FROM false" in sql)
+                plan = self.explain(shape)
+                used = {name for name, _ in index_conds(plan)}
+                if index:
+                    self.assertIn(index, used, json.dumps(plan, indent=1))
+                    # never the trigram index, whose posting lists are as long as the table
+                    self.assertNotIn("ordersapp_orderitem_sku_trgm_idx", used)
+
     def test_first_pages_walk_an_index_without_sorting_everything(self):
         # the page itself (not the count) of an unfiltered list must come from an index
         for name, shape in zip(("created", "total", "id"),
-                               list_sql([{}, {"sort": "order_total"}, {"sort": "order_id"}])):
+                               list_sql([{}, {"sort": "order_total"}, {"sort": "order_id"}], self.url)):
             with self.subTest(sort=name):
                 plan = self.explain(shape)
                 text = json.dumps(plan)

@@ -3,12 +3,14 @@ walk the same orders as page numbers, and `next` links past the counted orders a
 links. docs/orders-api.md, "Lists and pagination", is the contract.
 
 One database with 1,250 orders of one customer, made in SQL (no saga needed), with created_at
-ties and total ties so the tie-breaks are exercised; no stand-ins.
+ties and total ties so the tie-breaks are exercised; no stand-ins. Their items carry about 1,050
+distinct SKUs, so a text search takes each of its forms (orders.sql, "the text search").
 """
+import subprocess
 import unittest
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
-from harness import Service, fresh_database, psql, run_binary
+from harness import SOURCE_DIR, Service, fresh_database, psql, run_binary
 
 CUSTOMER = 77
 N = 1250
@@ -23,7 +25,18 @@ SELECT {CUSTOMER}, 'DELIVERED', 'PAID', 'Delivered', (g % 97) + 0.5,
 INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
 SELECT order_id, 5, 'PAGE-' || (order_id % 7), 1, 1.00
   FROM ordersapp_order WHERE customer_id = {CUSTOMER};
+-- 1,000 SKUs, one per order (mod 1,000), and 40 more on every 25th order
+INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
+SELECT order_id, 6, 'ITEM-A' || lpad((order_id % 1000)::text, 3, '0'), 1, 1.00
+  FROM ordersapp_order WHERE customer_id = {CUSTOMER};
+INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
+SELECT order_id, 7, 'MID_' || lpad((order_id / 25 % 40)::text, 2, '0'), 1, 1.00
+  FROM ordersapp_order WHERE customer_id = {CUSTOMER} AND order_id % 25 = 0;
+ANALYZE order_skus;
 """
+SKU_LOOKUP = subprocess.run(["luajit", "-e", 'package.path = "scripts/?.lua;" .. package.path'
+                                             ' io.write(require("orders.sql").SKU_LOOKUP)'],
+                            cwd=SOURCE_DIR, check=True, capture_output=True, text=True).stdout
 
 
 class OrdersPaginationTest(unittest.TestCase):
@@ -98,6 +111,33 @@ class OrdersPaginationTest(unittest.TestCase):
         ids, pages = self.walk(f"/v1/orders/my-orders/{CUSTOMER}/?page_size=100&sort_by=Total")
         self.assertEqual(self.expected("order_total DESC, order_id DESC"), ids)
         self.assertIn("/my-orders/", pages[-2]["next"])
+
+    def test_every_text_search_form_finds_the_orders_ilike_finds(self):
+        # (search text, the form SKU_LOOKUP's answer gives it: orders.sql, "the text search")
+        for text, form in (("item-a042", "skus"),      # one SKU, another case
+                           ("A00", "skus"),            # 10
+                           ("MID_", "pattern"),        # 40: more than 32, fewer than 1 in 20
+                           ("item-a", "broad"),        # 1,000
+                           ("A0", "broad"),            # 100
+                           ("page-3", "skus"),
+                           ("M_A", "none"),            # `_` is literal: no SKU has "M_A"
+                           ("%", "none"),
+                           ("nothing-here", "none")):
+            with self.subTest(text=text):
+                pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                matched, broad, skus = psql(self.url, f"PREPARE l(text) AS {SKU_LOOKUP};"
+                                                      f" EXECUTE l('{pattern}')").split("|")
+                got = ("none" if matched == "0" else "skus" if skus else
+                       "broad" if broad == "t" else "pattern")
+                self.assertEqual(form, got)
+                expected = psql(self.url, "SELECT string_agg(order_id::text, ',' ORDER BY"
+                                          " created_at DESC, order_id DESC) FROM ordersapp_order"
+                                          " WHERE order_id IN (SELECT order_id FROM ordersapp_orderitem"
+                                          f" WHERE sku ILIKE '{pattern}')")
+                expected = [int(x) for x in expected.split(",")] if expected else []
+                ids, pages = self.walk(f"/v1/orders/?search={quote(text)}&page_size=100")
+                self.assertEqual(expected, ids)
+                self.assertEqual(min(len(expected), COUNT_LIMIT), pages[0]["count"])
 
     def test_after_an_unknown_order_is_an_empty_page_and_bad_cursors_are_400(self):
         body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&after=99999999")

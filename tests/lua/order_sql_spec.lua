@@ -52,6 +52,44 @@ describe("orders.sql", function()
             assert.truthy(sql:find("FILTER (WHERE p.n <= $4), '') || ']' AS results", 1, true))
         end)
 
+        it("searches text through the SKUs the lookup found, or the pattern", function()
+            -- a few SKUs: exactly those, through the SKU btree, the array as the lookup wrote it
+            local sql, params = order_sql.list(base({ search = { pattern = "%x%", skus = "{X1,\"a,b\"}" } }))
+            assert.same({ "{X1,\"a,b\"}", 21, 0, 1001, 20 }, params)
+            assert.truthy(sql:find("WHERE i.sku = ANY($1::varchar[]))", 1, true))
+            assert.falsy(sql:find("ILIKE", 1, true))
+            -- many: the pattern, out of the planner's pattern estimate and the trigram index
+            sql, params = order_sql.list(base({ search = { pattern = "%x%", broad = true } }))
+            assert.same({ "%x%", 21, 0, 1001, 20 }, params)
+            assert.truthy(sql:find("WHERE (i.sku ILIKE $1) IS DISTINCT FROM false)", 1, true))
+            -- in between: the plain pattern, estimated from the statistics
+            sql = order_sql.list(base({ search = { pattern = "%x%" } }))
+            assert.truthy(sql:find("WHERE i.sku ILIKE $1)", 1, true))
+        end)
+
+        it("takes the list's search form from the SKU lookup's answer", function()
+            local search = { pattern = "%x%" }
+            assert.is_false(order_sql.sku_search(search, { matched = 0, broad = false }))
+            assert.same({ pattern = "%x%" }, search)
+            -- the NULLs of a row are not strings: db.null
+            local null = {}
+            assert.is_true(order_sql.sku_search(search, { matched = 2, broad = false, skus = "{A,B}" }))
+            assert.same({ pattern = "%x%", skus = "{A,B}" }, search)
+            search = { pattern = "%x%" }
+            assert.is_true(order_sql.sku_search(search, { matched = 40, broad = false, skus = null }))
+            assert.same({ pattern = "%x%" }, search)
+            assert.is_true(order_sql.sku_search(search, { matched = 106, broad = true, skus = null }))
+            assert.same({ pattern = "%x%", broad = true }, search)
+        end)
+
+        it("looks SKUs up with a constant limit: the list's SKUs, and 1 SKU in BROAD_SHARE", function()
+            local sql = order_sql.SKU_LOOKUP
+            assert.truthy(sql:find("WHEN count(*) <= " .. order_sql.SKU_LIST_MAX .. " THEN", 1, true))
+            assert.truthy(sql:find("GREATEST(" .. (order_sql.SKU_LIST_MAX + 1) .. ", c.reltuples::bigint / "
+                                   .. order_sql.BROAD_SHARE .. ")", 1, true))
+            assert.truthy(sql:find("k.sku ILIKE $1 LIMIT " .. order_sql.LOOKUP_MAX .. ")", 1, true))
+        end)
+
         it("searches numbers through three indexed lookups", function()
             local sql, params = order_sql.list(base({ search = { number = 7 } }))
             assert.same({ 7, 21, 0, 1001, 20 }, params)
