@@ -59,7 +59,7 @@ static const setting_t settings[] = {
     {"DB_ACQUIRE_TIMEOUT_MS", T_INT, F(db_acquire_timeout_ms), "2000", 1, 600000, 1},
     {"DB_STATEMENT_TIMEOUT_MS", T_INT, F(db_statement_timeout_ms), "30000", 0, 3600000, 1},
     {"DB_CONNECT_TIMEOUT_MS", T_INT, F(db_connect_timeout_ms), "5000", 1, 600000, 1},
-    {"DB_PIPELINE_DEPTH", T_INT, F(db_pipeline_depth), "8", 0, 1000, 1},
+    {"DB_PIPELINE_DEPTH", T_INT, F(db_pipeline_depth), "0", 0, 1000, 1},
     /* Not handed to Lua either, for the same reason as DATABASE_URL. */
     {"DATABASE_READ_URL", T_STR, F(database_read_url), "", 0, 0, 0},
     {"READ_MAX_LAG_MS", T_INT, F(read_max_lag_ms), "2000", 0, 3600000, 1},

@@ -18,7 +18,9 @@
  * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
  * up and close enough), else to the primary.
  *
- * Pipelines (DB_PIPELINE_DEPTH > 0): most of PostgreSQL's cost per short statement is its
+ * Pipelines (DB_PIPELINE_DEPTH > 0; off by default, since on a machine whose cores PostgreSQL
+ * shares with the service a backend that never sleeps lengthens the latency tail: measured in
+ * docs/benchmarks.md, "Pipelines"): most of PostgreSQL's cost per short statement is its
  * backend sleeping and waking for each one. A named read outside a transaction (os_db_read with
  * a db.statement: short by design, and a read never waits for a row lock, which would hold up
  * the statements behind it) therefore shares a connection: it goes to the first connection already in

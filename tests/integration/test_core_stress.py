@@ -40,7 +40,7 @@ class Storm(unittest.TestCase):
         base = env["INVENTORY_SERVICE_URL"].rsplit("/", 1)[0]
         # reserve answers after the downstream deadline: those calls time out.
         self.assertEqual(standin.request("PUT", "/_behaviour", body={"reserve": {"delay_ms": 400}}).status, 200)
-        env.update(DB_POOL_SIZE="2", DB_ACQUIRE_TIMEOUT_MS="150", DOWNSTREAM_TIMEOUT_MS="200",
+        env.update(DB_POOL_SIZE="2", DB_PIPELINE_DEPTH="8", DB_ACQUIRE_TIMEOUT_MS="150", DOWNSTREAM_TIMEOUT_MS="200",
                    RELOAD_POLL_MS="0", OUTBOX_EVERY_MS="100", LOG_LEVEL="warn")
         paths = [
             lambda: f"/test/pg-sleep/{random.randint(1, 15)}",
