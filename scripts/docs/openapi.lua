@@ -93,8 +93,10 @@ local function schemas()
             type = "object",
             required = array({ "count", "page", "page_size", "results", "next", "previous" }),
             properties = {
-                count = { type = "integer", minimum = 0, description = "orders matching, over all pages" },
-                page = { type = "integer", minimum = 1 }, page_size = { type = "integer", minimum = 1 },
+                count = { type = { "integer", "null" }, minimum = 0,
+                          description = "orders matching, over all pages; exact up to 1,000, then 1,000 with count_capped; null on a keyset page (after=), which is not counted" },
+                count_capped = { type = "boolean", enum = array({ true }), description = "present when more than 1,000 orders match: count is 1,000, \"at least\"" },
+                page = { type = { "integer", "null" }, minimum = 1, description = "null on a keyset page" }, page_size = { type = "integer", minimum = 1 },
                 results = { type = "array", items = ref("Order") },
                 next = { type = { "string", "null" }, description = "relative link to the next page, keeping the other arguments" },
                 previous = { type = { "string", "null" } },
@@ -207,6 +209,8 @@ local function list_parameters()
         query("dir", enum(array({ "asc", "desc" })), "sort direction (default desc)", "asc"),
         query("page", { type = "integer", minimum = 1, maximum = input.MAX_PAGE, default = 1 }, "page number", 1),
         query("page_size", { type = "integer", minimum = 1, maximum = input.MAX_PAGE_SIZE, default = 20 }, PAGE_SIZE_NOTE, 20),
+        query("after", { type = "integer", minimum = 1, maximum = input.MAX_ID },
+              "keyset page: the orders after this one in the sort, whatever the depth (not with page); its count, page and previous are null", 380),
         query("needs_attention", enum(array({ "true", "false" })),
               "true: only orders flagged for a person (a refund the payment service never confirmed)", "true"),
     })
@@ -223,6 +227,8 @@ local function history_parameters()
         query("sort_dir", enum(array({ "Ascending", "Descending" })), "sort direction (default Descending)", "Ascending"),
         query("page", { type = "integer", minimum = 1, maximum = input.MAX_PAGE, default = 1 }, "page number", 1),
         query("page_size", { type = "integer", minimum = 1, maximum = input.MAX_PAGE_SIZE, default = 10 }, PAGE_SIZE_NOTE, 10),
+        query("after", { type = "integer", minimum = 1, maximum = input.MAX_ID },
+              "keyset page: the orders after this one in the sort, whatever the depth (not with page); its count, page and previous are null", 380),
     })
 end
 

@@ -10,8 +10,9 @@
 --  - Page numbers are OFFSETs, whose cost grows with the depth: a `next` link never asks
 --    for an OFFSET past MAX_LINKED_OFFSET; from there it is a keyset link, after=<the last
 --    order_id of this page>, whose cost does not depend on the depth.
---  - With `after` (keyset mode) page and previous are null: a keyset page has no number,
---    and the way back is the client's own history of links.
+--  - With `after` (keyset mode) count, page and previous are null: a keyset page is not
+--    counted (orders.sql.list), has no number, and the way back is the client's own history
+--    of links.
 
 local order_sql = require("orders.sql")
 
@@ -31,17 +32,18 @@ function _M.envelope(args, page, link, link_arg, null)
     local size = args.page_size
     -- the query fetched the page plus at most one more row
     local more = page.fetched > size
-    local found = page.total_count
-    local out = { count = found, page_size = size, next = null, previous = null, page = null }
-    if found > order_sql.COUNT_LIMIT then
-        out.count, out.count_capped = order_sql.COUNT_LIMIT, true
-    end
+    local out = { count = null, page_size = size, next = null, previous = null, page = null }
     local last = more and format("%d", page.last_id)
     if args.after then
         if more then
             out.next = link(link_arg, { after = last })
         end
         return out
+    end
+    local found = page.total_count
+    out.count = found
+    if found > order_sql.COUNT_LIMIT then
+        out.count, out.count_capped = order_sql.COUNT_LIMIT, true
     end
     local number = args.page
     out.page = number

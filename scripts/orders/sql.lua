@@ -185,7 +185,10 @@ DELETE FROM idempotency_keys
 --  - `after` (keyset pagination) continues after a given order in the sort order: a row
 --    comparison against that order's own sort key, which walks the sort's index from there
 --    (cost independent of how deep the client is), where OFFSET must step over every row
---    before the page.
+--    before the page;
+--  - a keyset page is not counted: a client walking with `after` has the count from its first
+--    page, and counting again on every page of a walk was half of a broad search's cost
+--    (as DRF's CursorPagination, which has no count either).
 
 _M.COUNT_LIMIT = 1000
 
@@ -282,7 +285,8 @@ end
 -- args: as returned by orders.input.list_args / history_args (page, or after, and
 -- page_size), a pattern search completed by sku_search. Returns sql, params: the query
 -- answers exactly one row:
---   total_count  min(matching orders, COUNT_LIMIT + 1)
+--   total_count  min(matching orders, COUNT_LIMIT + 1); NULL on a keyset page (`after`),
+--                which is not counted
 --   fetched      the page's orders plus at most one more (page_size + 1: a next page exists)
 --   last_id      the order_id of the page's last order when the page is full, else NULL
 --   results      the page's representations as one JSON array text, in the page's order
@@ -351,7 +355,11 @@ function _M.list(args)
     local size = args.page_size
     local limit = param(params, size + 1)
     local offset = param(params, args.after and 0 or (args.page - 1) * size)
-    local count_limit = param(params, _M.COUNT_LIMIT + 1)
+    local count = "(SELECT NULL::bigint AS total_count) c"
+    if not args.after then
+        count = "(SELECT count(*) AS total_count FROM (SELECT 1 FROM ordersapp_order o\n"
+            .. "         WHERE " .. cond .. "\n         LIMIT " .. param(params, _M.COUNT_LIMIT + 1) .. ") m) c"
+    end
     local page_size = param(params, size)
     local sql = "WITH page AS (\n"
         .. "SELECT " .. ORDER_COLUMNS .. "\n"
@@ -362,8 +370,7 @@ function _M.list(args)
         .. "numbered AS (SELECT p.*, row_number() OVER (ORDER BY " .. order_by("p", args.sort, args.dir)
         .. ") AS n FROM page p)\n"
         .. "SELECT c.total_count, a.fetched, a.last_id, a.results\n"
-        .. "  FROM (SELECT count(*) AS total_count FROM (SELECT 1 FROM ordersapp_order o\n"
-        .. "         WHERE " .. cond .. "\n         LIMIT " .. count_limit .. ") m) c,\n"
+        .. "  FROM " .. count .. ",\n"
         .. "       (SELECT count(*) AS fetched,\n"
         .. "               max(p.order_id) FILTER (WHERE p.n = " .. page_size .. ") AS last_id,\n"
         .. "               '[' || COALESCE(string_agg(" .. representation("p")

@@ -104,7 +104,9 @@ class OrdersPaginationTest(unittest.TestCase):
         keyset = self.get(f"/v1/orders/?customer_id={CUSTOMER}&after={after}&page_size=20")
         self.assertEqual([o["order_id"] for o in page3["results"]],
                          [o["order_id"] for o in keyset["results"]])
-        self.assertEqual(page3["count"], keyset["count"])
+        # a keyset page is not counted: the walk has its count from its first page
+        self.assertEqual((COUNT_LIMIT, None), (page3["count"], keyset["count"]))
+        self.assertNotIn("count_capped", keyset)
         self.assertEqual(["after"], [k for k in parse_qs(urlsplit(keyset["next"]).query) if k == "after"])
 
     def test_the_history_pages_the_same_way(self):
