@@ -55,7 +55,7 @@ static const setting_t settings[] = {
     {"ACCESS_LOG_FLUSH_MS", T_INT, F(access_log_flush_ms), "1000", 1, 60000, 1},
     /* Not handed to Lua: it may carry a password, and the scripts reach the database through C. */
     {"DATABASE_URL", T_STR, F(database_url), "", 0, 0, 0},
-    {"DB_POOL_SIZE", T_INT, F(db_pool_size), "8", 1, 1000, 1},
+    {"DB_POOL_SIZE", T_INT, F(db_pool_size), "4", 1, 1000, 1},
     {"DB_ACQUIRE_TIMEOUT_MS", T_INT, F(db_acquire_timeout_ms), "2000", 1, 600000, 1},
     {"DB_STATEMENT_TIMEOUT_MS", T_INT, F(db_statement_timeout_ms), "30000", 0, 3600000, 1},
     {"DB_CONNECT_TIMEOUT_MS", T_INT, F(db_connect_timeout_ms), "5000", 1, 600000, 1},

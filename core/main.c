@@ -32,7 +32,7 @@ static const char usage[] =
     "environment:\n"
     "  PORT (8001)  HOST (0.0.0.0)  WORKERS (CPUs)  ROUTES_FILE (./routes.lua)\n"
     "  SCRIPTS_DIR (./scripts)  LOG_LEVEL (info: debug|info|warn|error)\n"
-    "  DATABASE_URL  DB_POOL_SIZE (8 per worker)  DB_ACQUIRE_TIMEOUT_MS (2000)\n"
+    "  DATABASE_URL  DB_POOL_SIZE (4 per worker)  DB_ACQUIRE_TIMEOUT_MS (2000)\n"
     "  DB_STATEMENT_TIMEOUT_MS (30000)  MIGRATE_ON_START (0)  SHUTDOWN_TIMEOUT_MS (10000)\n"
     "  TAX_RATE (0.05)  SHIPPING_FEE (50.00)\n"
     "  JWT_SECRET | JWT_PUBLIC_KEY_FILE  JWT_ISSUER  JWT_AUDIENCE\n"
