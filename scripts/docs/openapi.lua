@@ -93,8 +93,11 @@ local function schemas()
             type = "object",
             required = array({ "count", "page", "page_size", "results", "next", "previous" }),
             properties = {
+                -- `after` (keyset pages) is not among the parameters: Swagger UI fills every
+                -- parameter with its example, and `after` with `page` is a 400. A `next` link
+                -- past the 1,000th order is a keyset link (docs/orders-api.md).
                 count = { type = { "integer", "null" }, minimum = 0,
-                          description = "orders matching, over all pages; exact up to 1,000, then 1,000 with count_capped; null on a keyset page (after=), which is not counted" },
+                          description = "orders matching, over all pages; exact up to 1,000, then 1,000 with count_capped; null on a keyset page (a next link with after=), which is not counted" },
                 count_capped = { type = "boolean", enum = array({ true }), description = "present when more than 1,000 orders match: count is 1,000, \"at least\"" },
                 page = { type = { "integer", "null" }, minimum = 1, description = "null on a keyset page" }, page_size = { type = "integer", minimum = 1 },
                 results = { type = "array", items = ref("Order") },
@@ -209,8 +212,6 @@ local function list_parameters()
         query("dir", enum(array({ "asc", "desc" })), "sort direction (default desc)", "asc"),
         query("page", { type = "integer", minimum = 1, maximum = input.MAX_PAGE, default = 1 }, "page number", 1),
         query("page_size", { type = "integer", minimum = 1, maximum = input.MAX_PAGE_SIZE, default = 20 }, PAGE_SIZE_NOTE, 20),
-        query("after", { type = "integer", minimum = 1, maximum = input.MAX_ID },
-              "keyset page: the orders after this one in the sort, whatever the depth (not with page); its count, page and previous are null", 380),
         query("needs_attention", enum(array({ "true", "false" })),
               "true: only orders flagged for a person (a refund the payment service never confirmed)", "true"),
     })
@@ -227,8 +228,6 @@ local function history_parameters()
         query("sort_dir", enum(array({ "Ascending", "Descending" })), "sort direction (default Descending)", "Ascending"),
         query("page", { type = "integer", minimum = 1, maximum = input.MAX_PAGE, default = 1 }, "page number", 1),
         query("page_size", { type = "integer", minimum = 1, maximum = input.MAX_PAGE_SIZE, default = 10 }, PAGE_SIZE_NOTE, 10),
-        query("after", { type = "integer", minimum = 1, maximum = input.MAX_ID },
-              "keyset page: the orders after this one in the sort, whatever the depth (not with page); its count, page and previous are null", 380),
     })
 end
 
