@@ -97,8 +97,8 @@ local function schemas()
                 -- parameter with its example, and `after` with `page` is a 400. A `next` link
                 -- past the 1,000th order is a keyset link (docs/orders-api.md).
                 count = { type = { "integer", "null" }, minimum = 0,
-                          description = "orders matching, over all pages; exact up to 1,000, then 1,000 with count_capped; null on a keyset page (a next link with after=), which is not counted" },
-                count_capped = { type = "boolean", enum = array({ true }), description = "present when more than 1,000 orders match: count is 1,000, \"at least\"" },
+                          description = "orders matching, over all pages; exact up to 1,000 (a text search: 100), then that limit with count_capped; null on a keyset page (a next link with after=), which is not counted" },
+                count_capped = { type = "boolean", enum = array({ true }), description = "present when more orders match than the list counts (1,000; a text search 100): count is that limit, \"at least\"" },
                 page = { type = { "integer", "null" }, minimum = 1, description = "null on a keyset page" }, page_size = { type = "integer", minimum = 1 },
                 results = { type = "array", items = ref("Order") },
                 next = { type = { "string", "null" }, description = "relative link to the next page, keeping the other arguments" },

@@ -3,9 +3,10 @@
 -- splices in the results, which PostgreSQL wrote as one JSON array. The contract is
 -- docs/orders-api.md, "Lists and pagination".
 --
---  - count is exact up to order_sql.COUNT_LIMIT; past it, count is COUNT_LIMIT and the
---    envelope carries "count_capped": true (the query stopped counting there: an exact
---    count of a broad search cost a full scan of the matches).
+--  - count is exact up to order_sql.count_limit(args) (COUNT_LIMIT; a text search
+--    SEARCH_COUNT_LIMIT); past it, count is that limit and the envelope carries
+--    "count_capped": true (the query stopped counting there: an exact count of a broad search
+--    cost a full scan of the matches).
 --  - next exists exactly when the query found a row past the page (it fetches one extra).
 --  - Page numbers are OFFSETs, whose cost grows with the depth: a `next` link never asks
 --    for an OFFSET past MAX_LINKED_OFFSET; from there it is a keyset link, after=<the last
@@ -42,8 +43,9 @@ function _M.envelope(args, page, link, link_arg, null)
     end
     local found = page.total_count
     out.count = found
-    if found > order_sql.COUNT_LIMIT then
-        out.count, out.count_capped = order_sql.COUNT_LIMIT, true
+    local cap = order_sql.count_limit(args)
+    if found > cap then
+        out.count, out.count_capped = cap, true
     end
     local number = args.page
     out.page = number

@@ -211,13 +211,20 @@
     return '?' + q.toString();
   }
 
+  // "100+" when the API stopped counting (count_capped: a text search counts to 100, any
+  // list to 1,000): the number of pages is then unknown, and `next` says whether one follows.
+  function countText(list) {
+    return list.count + (list.count_capped ? '+' : '');
+  }
+
   function pager(list) {
     const size = list.page_size || 10;
     const pages = Math.max(1, Math.ceil((list.count || 0) / size));
     const page = list.page || 1;
-    $('pager').hidden = (list.count || 0) === 0;
-    $('page-info').textContent = 'Page ' + page + ' of ' + pages + ' (' + list.count + (list.count === 1 ? ' order)' : ' orders)');
-    for (const [id, target, show] of [['prev', page - 1, page > 1], ['next', page + 1, page < pages]]) {
+    $('pager').hidden = (list.count || 0) === 0 && !list.next;
+    $('page-info').textContent = 'Page ' + page + (list.count_capped ? '' : ' of ' + pages) + ' (' + countText(list) +
+      (list.count === 1 && !list.count_capped ? ' order)' : ' orders)');
+    for (const [id, target, show] of [['prev', page - 1, page > 1], ['next', page + 1, Boolean(list.next)]]) {
       const a = $(id);
       if (show) {
         a.href = pageHref(target);
@@ -251,7 +258,7 @@
     }
     $('signin').hidden = true;
     render(r.data);
-    say(r.data.count === 0 ? 'No orders found.' : 'Showing ' + r.data.results.length + ' of ' + r.data.count + ' orders.');
+    say(r.data.count === 0 ? 'No orders found.' : 'Showing ' + r.data.results.length + ' of ' + countText(r.data) + ' orders.');
   }
 
   async function cancelOrder(o, card, button) {

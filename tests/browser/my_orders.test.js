@@ -187,6 +187,37 @@ test('pages keep the filters, the sort and the page size', async () => {
   assert.deepEqual(await shownIds(), dbIds(where, order, 3, 0));
 });
 
+test('a text search past its count shows "100+" and pages on by the next link', async () => {
+  // another customer, so the seed customer's pages above and below stay as they are
+  const other = 9100;
+  lib.psql(db, `WITH o AS (INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status,
+                                                      order_total, created_at)
+                          SELECT ${other}, 'DELIVERED', 'PAID', 'Delivered', 10.00, now() - g * interval '1 minute'
+                            FROM generate_series(1, 105) AS g RETURNING order_id)
+                INSERT INTO ordersapp_orderitem (order_id, product_id, sku, quantity, unit_price)
+                SELECT order_id, 5, 'CAP-' || order_id, 1, 10.00 FROM o`);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  ctx.on('request', (r) => requests.push(r.url()));
+  const p = await ctx.newPage();
+  watch(p);
+  await p.goto(`${svc.url}/v1/orders/my-orders/${other}/?search=cap-&page_size=50`);
+  await p.waitForSelector('#signin:not([hidden])');
+  await p.getByLabel('Access token').fill(lib.token(String(other), 'customer', other));
+  await p.getByRole('button', { name: 'Use this token' }).click();
+  await p.waitForSelector('article.order');
+  await loaded(p);
+  // a text search counts to 100 (docs/orders-api.md): the page count is unknown, not "2"
+  assert.equal((await p.textContent('#page-info')).trim(), 'Page 1 (100+ orders)');
+  for (const [n, shown, more] of [[2, 50, true], [3, 5, false]]) {
+    await Promise.all([p.waitForNavigation(), p.getByRole('link', { name: 'Next page' }).click()]);
+    await loaded(p);
+    assert.equal(new URL(p.url()).searchParams.get('page'), String(n));
+    assert.equal((await shownIds(p)).length, shown);
+    assert.equal(await p.isVisible('#next'), more, `a next link on page ${n}: ${more}`);
+  }
+  await ctx.close();
+});
+
 test('cancel a cancellable order and see it cancelled; others offer no cancel', async () => {
   await page.goto(historyUrl());
   await loaded();

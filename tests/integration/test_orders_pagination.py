@@ -1,4 +1,4 @@
-"""Lists past the count limit (issue 14): the count stops at 1,000, keyset pages (`after`)
+"""Lists past the count limit (issue 14): the count stops at 1,000 (a text search at 100), keyset pages (`after`)
 walk the same orders as page numbers, and `next` links past the counted orders are keyset
 links. docs/orders-api.md, "Lists and pagination", is the contract.
 
@@ -15,6 +15,7 @@ from harness import SOURCE_DIR, Service, fresh_database, psql, run_binary
 CUSTOMER = 77
 N = 1250
 COUNT_LIMIT = 1000
+SEARCH_COUNT_LIMIT = 100  # a text search's count (orders.sql.count_limit)
 
 GENERATE = f"""
 INSERT INTO ordersapp_order (customer_id, order_status, payment_status, shipping_status,
@@ -75,11 +76,21 @@ class OrdersPaginationTest(unittest.TestCase):
     def test_the_count_stops_at_the_limit_and_says_so(self):
         body = self.get(f"/v1/orders/?customer_id={CUSTOMER}")
         self.assertEqual((COUNT_LIMIT, True), (body["count"], body["count_capped"]))
+        # a text search counts to SEARCH_COUNT_LIMIT: PAGE-3 is on 1 order in 7 (~178), MID_ on 50
         body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&search=PAGE-3")
         exact = int(psql(self.url, f"SELECT count(*) FROM ordersapp_order WHERE customer_id = {CUSTOMER}"
                                    f" AND order_id % 7 = 3"))
+        self.assertGreater(exact, SEARCH_COUNT_LIMIT)
+        self.assertEqual((SEARCH_COUNT_LIMIT, True), (body["count"], body["count_capped"]))
+        self.assertIsNotNone(body["next"])
+        body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&search=MID_")
+        exact = int(psql(self.url, f"SELECT count(*) FROM ordersapp_order WHERE customer_id = {CUSTOMER}"
+                                   f" AND order_id % 25 = 0"))
         self.assertEqual(exact, body["count"])
         self.assertNotIn("count_capped", body)
+        # a number search counts to COUNT_LIMIT, as the other filters do
+        body = self.get(f"/v1/orders/?search={CUSTOMER}")
+        self.assertEqual((COUNT_LIMIT, True), (body["count"], body["count_capped"]))
 
     def test_following_next_walks_every_order_once_in_order(self):
         for query, order_by in (("", "created_at DESC, order_id DESC"),
@@ -139,7 +150,8 @@ class OrdersPaginationTest(unittest.TestCase):
                 expected = [int(x) for x in expected.split(",")] if expected else []
                 ids, pages = self.walk(f"/v1/orders/?search={quote(text)}&page_size=100")
                 self.assertEqual(expected, ids)
-                self.assertEqual(min(len(expected), COUNT_LIMIT), pages[0]["count"])
+                self.assertEqual(min(len(expected), SEARCH_COUNT_LIMIT), pages[0]["count"])
+                self.assertEqual(len(expected) > SEARCH_COUNT_LIMIT, pages[0].get("count_capped", False))
 
     def test_after_an_unknown_order_is_an_empty_page_and_bad_cursors_are_400(self):
         body = self.get(f"/v1/orders/?customer_id={CUSTOMER}&after=99999999")

@@ -46,6 +46,17 @@ describe("orders.pagination", function()
         assert.equal("page=2", out.next)
     end)
 
+    it("caps a text search's count at SEARCH_COUNT_LIMIT, and links on by page number", function()
+        local search = { pattern = "%x%" }
+        local out = envelope({ page = 1, search = search }, 3, order_sql.SEARCH_COUNT_LIMIT + 1)
+        assert.same({ order_sql.SEARCH_COUNT_LIMIT, true }, { out.count, out.count_capped })
+        out = envelope({ page = 1, search = search }, 3, order_sql.SEARCH_COUNT_LIMIT)
+        assert.same({ order_sql.SEARCH_COUNT_LIMIT }, { out.count, out.count_capped })
+        -- page numbers go on past the search's count, up to MAX_LINKED_OFFSET as for any list
+        out = envelope({ page = order_sql.SEARCH_COUNT_LIMIT, search = search }, 3, order_sql.SEARCH_COUNT_LIMIT + 1)
+        assert.equal("page=" .. (order_sql.SEARCH_COUNT_LIMIT + 1), out.next)
+    end)
+
     it("links past the counted orders by keyset, not by an ever larger OFFSET", function()
         local last_page = pagination.MAX_LINKED_OFFSET / 2
         local out = envelope({ page = last_page }, 3, order_sql.COUNT_LIMIT + 1)
