@@ -20,7 +20,6 @@
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +33,9 @@ struct os_jwt_key {
     EVP_PKEY *pkey;        /* RS256 / ES256 */
     unsigned char *secret; /* HS256 */
     size_t secret_len;
+    /* HS256: SHA-256 after the key's inner and outer pad blocks (RFC 2104), hashed once here;
+     * OpenSSL's one-shot HMAC() fetches the algorithm and hashes them again for every token. */
+    EVP_MD_CTX *hmac_inner, *hmac_outer;
 };
 
 static const char *const alg_names[] = {"HS256", "RS256", "ES256"};
@@ -267,16 +269,28 @@ static int es256_to_der(const unsigned char *sig, size_t len, unsigned char *der
     return rc;
 }
 
+/* HMAC-SHA-256 of data under key (HS256): from the pad states, copied (read only, so the worker
+ * threads share them). Returns 0 or -1. */
+static int hmac_sha256(const os_jwt_key_t *key, const void *data, size_t len, unsigned char mac[32])
+{
+    unsigned char inner[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, key->hmac_inner) == 1 && EVP_DigestUpdate(ctx, data, len) == 1 &&
+             EVP_DigestFinal_ex(ctx, inner, NULL) == 1 && EVP_MD_CTX_copy_ex(ctx, key->hmac_outer) == 1 &&
+             EVP_DigestUpdate(ctx, inner, sizeof(inner)) == 1 && EVP_DigestFinal_ex(ctx, mac, NULL) == 1;
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return ok ? 0 : -1;
+}
+
 static int verify_signature(const os_jwt_key_t *key, const char *input, size_t input_len, const unsigned char *sig,
                             size_t sig_len)
 {
     if (key->alg == ALG_HS256) {
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned mac_len = 0;
-        if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, (const unsigned char *)input, input_len, mac,
-                 &mac_len) == NULL)
+        unsigned char mac[32];
+        if (hmac_sha256(key, input, input_len, mac) != 0)
             return OS_JWT_EKEY;
-        return sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0 ? OS_JWT_OK : OS_JWT_ESIGNATURE;
+        return sig_len == sizeof(mac) && CRYPTO_memcmp(mac, sig, sizeof(mac)) == 0 ? OS_JWT_OK : OS_JWT_ESIGNATURE;
     }
     unsigned char der[80];
     if (key->alg == ALG_ES256) {
@@ -307,6 +321,27 @@ os_jwt_key_t *os_jwt_key_hs256(const void *secret, size_t len)
     memcpy(key->secret, secret, len);
     key->secret_len = len;
     key->alg = ALG_HS256;
+    /* RFC 2104: a key longer than the block is hashed first; the rest of the block is zeros. */
+    unsigned char block[64] = {0}, pad[64];
+    int ok = 1;
+    if (len <= sizeof(block))
+        memcpy(block, secret, len);
+    else
+        ok = EVP_Digest(secret, len, block, NULL, EVP_sha256(), NULL) == 1;
+    key->hmac_inner = EVP_MD_CTX_new();
+    key->hmac_outer = EVP_MD_CTX_new();
+    for (int i = 0; i < 2 && ok; i++) {
+        for (size_t j = 0; j < sizeof(pad); j++)
+            pad[j] = block[j] ^ (i == 0 ? 0x36 : 0x5c);
+        EVP_MD_CTX *ctx = i == 0 ? key->hmac_inner : key->hmac_outer;
+        ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, pad, sizeof(pad)) == 1;
+    }
+    OPENSSL_cleanse(block, sizeof(block));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    if (!ok) {
+        os_jwt_key_free(key);
+        return NULL;
+    }
     return key;
 }
 
@@ -354,6 +389,8 @@ void os_jwt_key_free(os_jwt_key_t *key)
     if (key == NULL)
         return;
     EVP_PKEY_free(key->pkey);
+    EVP_MD_CTX_free(key->hmac_inner);
+    EVP_MD_CTX_free(key->hmac_outer);
     if (key->secret != NULL) {
         OPENSSL_cleanse(key->secret, key->secret_len);
         free(key->secret);
@@ -420,12 +457,11 @@ int os_jwt_sign_hs256(const os_jwt_key_t *key, const char *payload, size_t len, 
     size_t n = b64url_encode((const unsigned char *)header, sizeof(header) - 1, out);
     out[n++] = '.';
     n += b64url_encode((const unsigned char *)payload, len, out + n);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned mac_len = 0;
-    if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len, (const unsigned char *)out, n, mac, &mac_len) == NULL)
+    unsigned char mac[32];
+    if (hmac_sha256(key, out, n, mac) != 0)
         return OS_JWT_EKEY;
     out[n++] = '.';
-    n += b64url_encode(mac, mac_len, out + n);
+    n += b64url_encode(mac, sizeof(mac), out + n);
     out[n] = '\0';
     if (out_len != NULL)
         *out_len = n;

@@ -25,6 +25,9 @@ local OK, ERR, EUNAVAILABLE, ETIMEDOUT = C.OS_OK, C.OS_ERR, C.OS_EUNAVAILABLE, C
 local _M = { null = cjson.null }
 
 local len_out = ffi.new("size_t[1]")
+-- The parameters' array type, parsed once: ffi.new with the declaration's text parses it at
+-- every call the JIT has not compiled (a query's wait ends every trace).
+local params_array = ffi.typeof("const char *[?]")
 
 local INT_TYPES = { [20] = true, [21] = true, [23] = true, [26] = true }
 local BOOL, TIMESTAMPTZ = 16, 1184
@@ -135,7 +138,7 @@ local function run(start, stmt, ...)
         error("bad 'stmt' argument", 3)
     end
     local n = select("#", ...)
-    local params = ffi.new("const char *[?]", n + 1)
+    local params = params_array(n + 1)
     local keep = {} -- holds the strings the pointers refer to until the call returns
     for i = 1, n do
         local text = param_text((select(i, ...)))
