@@ -2,10 +2,10 @@
  * luahost.c - owns each worker's LuaJIT VM and the life of request tasks.
  *
  * A request becomes a task: a coroutine on the worker's current VM running the Lua
- * dispatcher (scripts/lib/host.lua) with the task's address, the method and the path. The
- * rest of the request Lua reads through os_request_* when it needs it, and the response's
- * headers it adds through os_response_header; the dispatcher returns status, body and the
- * route's name.
+ * dispatcher (scripts/lib/host.lua) with the task's address, the method, the path and its
+ * arrival time. The rest of the request Lua reads through os_request_* when it needs it, and
+ * the response's headers it adds through os_response_header; the dispatcher returns status,
+ * body and the route's name.
  * While the coroutine waits on an operation the request stays open; h2o may dispose the
  * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
  *
@@ -609,7 +609,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     task->guard = guard;
     worker->tasks_running++;
     push_request(task->vm, task->co, req);
-    task_step(task, 3);
+    /* Its arrival on os_monotonic_ms's clock: the access log's duration starts there. */
+    lua_pushnumber(task->co, (lua_Number)(task->started_us / 1000u));
+    task_step(task, 4);
     return 0;
 }
 

@@ -2,10 +2,10 @@
 --
 -- init() runs once per VM: it loads routes.lua, compiles the router, resolves every
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
--- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
--- the filters' before() in priority order, the handler, then the filters' after() and
--- log() in reverse, and hands the response to the C host: its headers one by one
--- (os_response_header), then (status, body, route) as the results.
+-- dispatch(task, method, path, started_ms). dispatch() runs in the request's own coroutine:
+-- it matches the route, runs the filters' before() in priority order, the handler, then the
+-- filters' after() and log() in reverse, and hands the response to the C host: its headers
+-- one by one (os_response_header), then (status, body, route) as the results.
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
 local ffi = require("ffi")
@@ -156,13 +156,15 @@ local function send_headers(task_addr, headers)
 end
 
 local global_filters
-local function dispatch(task_addr, method, path)
+local function dispatch(task_addr, method, path, started_ms)
     async.bind(task_addr)
-    local req = request.live(task_addr, method, path, new_request_id())
-    local route, status, allow, matched = router:match(method, path)
+    local req = request.live(task_addr, method, path, new_request_id(), started_ms)
+    local route, status, allow, matched = router:lookup(method, path)
     local resp
     if route then
-        req.params = status
+        if status ~= nil then -- else made if a script asks (lib.request)
+            req.params = status
+        end
         resp = run(route_filters[route], route.fn, route.path, req)
     elseif status == 405 then
         req._allow = allow
