@@ -19,6 +19,7 @@ local response = require("lib.response")
 local router_mod = require("lib.router")
 
 local xpcall, traceback, pairs, ipairs, type, tostring = xpcall, debug.traceback, pairs, ipairs, type, tostring
+local format = string.format
 local cast = ffi.cast
 local TASK_T = ffi.typeof("os_task_t *")
 local sort = table.sort
@@ -60,11 +61,11 @@ end
 -- Request ids: 48 random bits drawn once per VM (from getrandom, see init), the worker and a
 -- counter. Replicas started in the same second, and the VM a reload builds, draw different
 -- prefixes, so ids never repeat across them (short of a 2^-48 coincidence).
-local id_prefix
+local id_prefix -- "<random>-<worker>-", made once: a request formats only its counter
 local counter = 0
 local function new_request_id()
     counter = counter + 1
-    return ("%s-%x-%x"):format(id_prefix, config_of_host.worker_id, counter)
+    return format("%s%x", id_prefix, counter)
 end
 
 local function internal_error(req, route_name, err)
@@ -271,7 +272,7 @@ function _M.init(config)
     config_of_host = config
     -- Every random source from the kernel's pool (core/random.c), never from the clock.
     math.randomseed(tonumber(C.os_random_u64() % 0x20000000000000ULL))
-    id_prefix = ("%012x"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL))
+    id_prefix = ("%012x-%x-"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL), config.worker_id)
     local chunk, err = loadfile(config.routes_file)
     if not chunk then
         error("cannot load " .. config.routes_file .. ": " .. err, 0)
