@@ -2,10 +2,10 @@
  * luahost.c - owns each worker's LuaJIT VM and the life of request tasks.
  *
  * A request becomes a task: a coroutine on the worker's current VM running the Lua
- * dispatcher (scripts/lib/host.lua) with the task's address, the method and the path. The
- * rest of the request Lua reads through os_request_* when it needs it, and the response's
- * headers it adds through os_response_header; the dispatcher returns status, body and the
- * route's name.
+ * dispatcher (scripts/lib/host.lua) with the task's address, the method, the path and its
+ * arrival time. The rest of the request Lua reads through os_request_* when it needs it, and
+ * the response's headers it adds through os_response_header; the dispatcher returns status,
+ * body and the route's name.
  * While the coroutine waits on an operation the request stays open; h2o may dispose the
  * request meanwhile (client gone), which a pool-shared guard reports by clearing task->req.
  *
@@ -48,6 +48,7 @@
 static const char *const kept_methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
 #define KEPT_METHODS (sizeof(kept_methods) / sizeof(kept_methods[0]))
 #define PATH_KEPT_MAX 128
+#define RESPONSE_HEADERS_RESERVED 8
 
 struct os_vm {
     lua_State *L;
@@ -619,15 +620,49 @@ int os_request_part(os_task_t *task, int part, const char **value, size_t *value
     }
 }
 
+/* Whether s[0..len) holds an ASCII capital, eight bytes a step: of each byte below 0x80, h + 0x3f
+ * reaches bit 7 from 'A' on and h + 0x25 from 'Z' + 1 on, so their XOR marks 'A'..'Z'. */
+static int has_upper(const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t h = x & 0x7f7f7f7f7f7f7f7fULL;
+        if (((h + 0x3f3f3f3f3f3f3f3fULL) ^ (h + 0x2525252525252525ULL)) & ~x & 0x8080808080808080ULL)
+            return 1;
+    }
+    for (; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            return 1;
+    return 0;
+}
+
 int os_response_header(os_task_t *task, const char *name, size_t name_len, const char *value, size_t value_len)
 {
     h2o_req_t *req = task_req(task);
     if (req == NULL)
         return OS_ERR;
-    h2o_iovec_t lname = h2o_strdup(&req->pool, name, name_len);
-    h2o_strtolower(lname.base, lname.len);
+    /* Room for a usual response's headers at once (content-type, the request id, a few
+     * security headers), not four growing copies. */
+    if (req->res.headers.capacity == 0)
+        h2o_vector_reserve(&req->pool, &req->res.headers, RESPONSE_HEADERS_RESERVED);
     h2o_iovec_t v = h2o_strdup(&req->pool, value, value_len);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, lname.base, lname.len, 1, NULL, v.base, v.len);
+    /* Scripts spell nearly every name in lower case already: then it is looked up as it is,
+     * and a name h2o knows (a token) costs no copy. */
+    char *copy = NULL;
+    if (has_upper(name, name_len)) {
+        copy = h2o_strdup(&req->pool, name, name_len).base;
+        h2o_strtolower(copy, name_len);
+    }
+    const h2o_token_t *token = h2o_lookup_token(copy != NULL ? copy : name, name_len);
+    if (token != NULL) {
+        h2o_add_header(&req->pool, &req->res.headers, token, NULL, v.base, v.len);
+        return OS_OK;
+    }
+    if (copy == NULL)
+        copy = h2o_strdup(&req->pool, name, name_len).base;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, copy, name_len, 0, NULL, v.base, v.len);
     return OS_OK;
 }
 
@@ -684,7 +719,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     task->guard = guard;
     worker->tasks_running++;
     push_request(task->vm, task->co, req);
-    task_step(task, 3);
+    /* Its arrival on os_monotonic_ms's clock: the access log's duration starts there. */
+    lua_pushnumber(task->co, (lua_Number)(task->started_us / 1000u));
+    task_step(task, 4);
     return 0;
 }
 

@@ -2,10 +2,10 @@
 --
 -- init() runs once per VM: it loads routes.lua, compiles the router, resolves every
 -- handler and filter (so a typo fails the start or the reload, not a request) and returns
--- dispatch(). dispatch() runs in the request's own coroutine: it matches the route, runs
--- the filters' before() in priority order, the handler, then the filters' after() and
--- log() in reverse, and hands the response to the C host: its headers one by one
--- (os_response_header), then (status, body, route) as the results.
+-- dispatch(task, method, path, started_ms). dispatch() runs in the request's own coroutine:
+-- it matches the route, runs the filters' before() in priority order, the handler, then the
+-- filters' after() and log() in reverse, and hands the response to the C host: its headers
+-- one by one (os_response_header), then (status, body, route) as the results.
 -- A Lua error anywhere becomes a 500 with the request id; the details go to the log only.
 
 local ffi = require("ffi")
@@ -19,6 +19,7 @@ local response = require("lib.response")
 local router_mod = require("lib.router")
 
 local xpcall, traceback, pairs, ipairs, type, tostring = xpcall, debug.traceback, pairs, ipairs, type, tostring
+local format = string.format
 local cast = ffi.cast
 local TASK_T = ffi.typeof("os_task_t *")
 local sort = table.sort
@@ -60,11 +61,11 @@ end
 -- Request ids: 48 random bits drawn once per VM (from getrandom, see init), the worker and a
 -- counter. Replicas started in the same second, and the VM a reload builds, draw different
 -- prefixes, so ids never repeat across them (short of a 2^-48 coincidence).
-local id_prefix
+local id_prefix -- "<random>-<worker>-", made once: a request formats only its counter
 local counter = 0
 local function new_request_id()
     counter = counter + 1
-    return ("%s-%x-%x"):format(id_prefix, config_of_host.worker_id, counter)
+    return format("%s%x", id_prefix, counter)
 end
 
 local function internal_error(req, route_name, err)
@@ -156,13 +157,15 @@ local function send_headers(task_addr, headers)
 end
 
 local global_filters
-local function dispatch(task_addr, method, path)
+local function dispatch(task_addr, method, path, started_ms)
     async.bind(task_addr)
-    local req = request.live(task_addr, method, path, new_request_id())
-    local route, status, allow, matched = router:match(method, path)
+    local req = request.live(task_addr, method, path, new_request_id(), started_ms)
+    local route, status, allow, matched = router:lookup(method, path)
     local resp
     if route then
-        req.params = status
+        if status ~= nil then -- else made if a script asks (lib.request)
+            req.params = status
+        end
         resp = run(route_filters[route], route.fn, route.path, req)
     elseif status == 405 then
         req._allow = allow
@@ -269,7 +272,7 @@ function _M.init(config)
     config_of_host = config
     -- Every random source from the kernel's pool (core/random.c), never from the clock.
     math.randomseed(tonumber(C.os_random_u64() % 0x20000000000000ULL))
-    id_prefix = ("%012x"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL))
+    id_prefix = ("%012x-%x-"):format(tonumber(C.os_random_u64() % 0x1000000000000ULL), config.worker_id)
     local chunk, err = loadfile(config.routes_file)
     if not chunk then
         error("cannot load " .. config.routes_file .. ": " .. err, 0)

@@ -47,7 +47,9 @@ local function check_fields(fields)
     check_string(fields.body, "fields.body", true)
     check_string(fields.request_id, "fields.request_id", true)
     check_string(fields.remote_addr, "fields.remote_addr", true)
-    if fields.headers ~= nil and type(fields.headers) ~= "table" then
+    if fields.started_ms ~= nil and type(fields.started_ms) ~= "number" then
+        error("bad 'fields.started_ms' argument", 3)
+    elseif fields.headers ~= nil and type(fields.headers) ~= "table" then
         error("bad 'fields.headers' argument", 3)
     elseif fields.params ~= nil and type(fields.params) ~= "table" then
         error("bad 'fields.params' argument", 3)
@@ -55,7 +57,8 @@ local function check_fields(fields)
 end
 
 -- fields: method, path, query_string, headers (lower-cased name -> value), body,
--- params, request_id, remote_addr.
+-- params, request_id, remote_addr, started_ms (when the request arrived, on the clock of
+-- os_monotonic_ms; now when absent).
 function _M.new(fields)
     check_fields(fields)
     return setmetatable({
@@ -67,6 +70,7 @@ function _M.new(fields)
         params = fields.params or {},
         request_id = fields.request_id,
         remote_addr = fields.remote_addr,
+        started_ms = fields.started_ms or tonumber(C.os_monotonic_ms()),
         ctx = {},
         _query = NOT_PARSED,
         _json = NOT_PARSED,
@@ -131,15 +135,16 @@ local live_mt = {
     end,
 }
 
--- The request for the C core's task at task_addr (lib.host). A method other than GET and HEAD
--- keeps running when its client goes away (core/luahost.c), after which h2o has nothing left
--- to read: its request is read whole here.
-function _M.live(task_addr, method, path, request_id)
+-- The request for the C core's task at task_addr (lib.host), which arrived at started_ms (now
+-- when nil). A method other than GET and HEAD keeps running when its client goes away
+-- (core/luahost.c), after which h2o has nothing left to read: its request is read whole here.
+function _M.live(task_addr, method, path, request_id, started_ms)
     -- A constructor: the table is a copy of one the compiler built with every key already in
-    -- place (params and ctx with no value yet, so that __index still makes them): filling it
-    -- hashes no key and never grows it.
+    -- place (params with no value yet, so that __index still makes it): filling it hashes no
+    -- key and never grows it. Seven keys in eight slots: the one left takes the principal
+    -- (filters/auth.lua) or ctx without growing the table.
     local req = { method = method, path = path, request_id = request_id, _task = task_addr, _before_ran = 0,
-                  params = nil, ctx = nil }
+                  started_ms = started_ms or tonumber(C.os_monotonic_ms()), params = nil }
     setmetatable(req, live_mt)
     if method ~= "GET" and method ~= "HEAD" then
         req.headers, req.body, req.query_string, req.remote_addr = all_headers(req), part(req, BODY) or "",

@@ -137,6 +137,10 @@ function methods:header(name, value)
     return self
 end
 
+-- The default content-type pairs, one per type (the few this module names), shared by
+-- every response: a response allocates no pair for its content type.
+local content_type_pairs = {}
+
 -- headers: nil, a list of { name, value } pairs, or a map name -> value (sorted by
 -- name). A content-type given here replaces the default one.
 local function new(status, content_type, body, headers)
@@ -145,7 +149,12 @@ local function new(status, content_type, body, headers)
     end
     -- Room for the headers the default filters add (request_id, headers): no growing copies.
     local list = new_table(6, 0)
-    list[1] = { "content-type", content_type }
+    local ct_pair = content_type_pairs[content_type]
+    if not ct_pair then
+        ct_pair = { "content-type", content_type }
+        content_type_pairs[content_type] = ct_pair
+    end
+    list[1] = ct_pair
     if headers ~= nil and type(headers) ~= "table" then
         error("bad 'headers' argument", 3)
     elseif headers and headers[1] == nil then
@@ -167,7 +176,7 @@ local function new(status, content_type, body, headers)
     for i = #list, 2, -1 do
         local name = lower(list[i][1])
         if name == "content-type" then
-            list[1][2] = list[i][2]
+            list[1] = { "content-type", list[i][2] } -- the default pair is shared: replaced
             table.remove(list, i)
         elseif name == "retry-after" then
             retry_after = true

@@ -8,6 +8,7 @@
 -- significant digits, so a larger id could not be answered back exactly (1e+14). The
 -- orders API validates ids against the same limit.
 
+local new_table = require("table.new")
 local unescape = require("lib.query").unescape
 
 local byte, find, format, match, sub = string.byte, string.find, string.format, string.match,
@@ -238,14 +239,12 @@ local function search(node, n, i, k, method, allowed)
     return nil
 end
 
--- route, params | nil, 404 | nil, 405, allow ("GET, HEAD, POST"), route: the first declared
--- route the path matches under another method (its pattern labels the 405 in the metrics).
--- `path` is the raw path without the query string; parameter values get decoded.
-function _M:match(method, path)
+-- match() and lookup(); level: where a bad argument's error points.
+local function find_route(self, method, path, level)
     if type(method) ~= "string" then
-        error("bad 'method' argument", 2)
+        error("bad 'method' argument", level)
     elseif type(path) ~= "string" then
-        error("bad 'path' argument", 2)
+        error("bad 'path' argument", level)
     end
     -- Matches of routes without parameters, by path and method: such a path is one the routes
     -- spell (with or without its trailing slash), so client input cannot grow this cache, and
@@ -253,7 +252,7 @@ function _M:match(method, path)
     local fixed = self._fixed[path]
     local route = fixed and fixed[method]
     if route then
-        return route, {}
+        return route, nil
     end
     local n = split_path(path, self._max_depth)
     if not n then
@@ -261,11 +260,13 @@ function _M:match(method, path)
     end
     route = search(self._root, n, 1, 0, method, nil)
     if route then
-        local names, kinds, params = route.param_names, route.param_kinds, {}
+        local names, kinds = route.param_names, route.param_kinds
         if #names == 0 then
             fixed = fixed or {}
             self._fixed[path], fixed[method] = fixed, route
+            return route, nil
         end
+        local params = new_table(0, #names)
         for j = 1, #names do
             params[names[j]] = kinds[j] == INT and tonumber(vals[j]) or unescape(vals[j])
         end
@@ -288,6 +289,24 @@ function _M:match(method, path)
     end
     sort(list)
     return nil, 405, concat(list, ", "), first
+end
+
+-- route, params | nil, 404 | nil, 405, allow ("GET, HEAD, POST"), route: the first declared
+-- route the path matches under another method (its pattern labels the 405 in the metrics).
+-- `path` is the raw path without the query string; parameter values get decoded.
+function _M:match(method, path)
+    local route, params, allow, first = find_route(self, method, path, 3)
+    if route and params == nil then
+        params = {}
+    end
+    return route, params, allow, first
+end
+
+-- match(), but a route without parameters comes with nil, not an empty table: lib.host's
+-- form, so that a request makes its params table only if a script asks for it.
+function _M:lookup(method, path)
+    local route, params, allow, first = find_route(self, method, path, 3)
+    return route, params, allow, first
 end
 
 -- A copy of the compiled route list, in declaration order.

@@ -78,6 +78,21 @@ class Http(unittest.TestCase):
             with self.subTest(bad=bad):
                 self.assertEqual(self.svc.request("GET", f"/test/echo/a/{bad}").status, 404)
 
+    def test_response_header_names_go_out_lower_cased(self):
+        # One a script spells in mixed case, whether h2o knows the name (cache-control) or not
+        conn = self.svc.connection()
+        try:
+            conn.request("GET", "/test/echo/a/1", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+            r = conn.getresponse()
+            r.read()
+            sent = r.getheaders()
+        finally:
+            conn.close()
+        self.assertIn(("x-echo-case", "Kept As Is"), sent)
+        self.assertIn(("cache-control", "no-store"), sent)
+        self.assertIn(("content-type", "application/json"), sent)
+        self.assertEqual([n for n, _ in sent if n.lower() == "x-echo-case"], ["x-echo-case"])
+
     def test_request_api(self):
         r = self.svc.request("PATCH", "/test/echo/caf%C3%A9%20au%20lait/42?tag=a&tag=b%20c&q=x+y&empty=",
                              body={"items": [1, 2], "name": "n"}, headers={"X-Test": "hello"})

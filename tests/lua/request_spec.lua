@@ -1,6 +1,7 @@
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
 local cjson = require("cjson")
+local C = require("lib.core")
 local request = require("lib.request")
 
 local function new_request(fields)
@@ -31,6 +32,13 @@ describe("lib.request", function()
             assert.same({}, req.ctx)
         end)
 
+        it("keeps the arrival time the host passes, else takes now", function()
+            assert.equal(1234, request.live(nil, "GET", "/health/", "abc", 1234).started_ms)
+            local before = tonumber(C.os_monotonic_ms())
+            local started = request.live(nil, "GET", "/health/", "abc").started_ms
+            assert.is_true(started >= before and started <= tonumber(C.os_monotonic_ms()))
+        end)
+
         it("keeps what a filter sets, and a JSON error once parsed", function()
             local req = request.live(nil, "POST", "/v1/orders/", "abc")
             req.ctx.seen = true
@@ -43,6 +51,14 @@ describe("lib.request", function()
     end)
 
     describe("new()", function()
+        it("takes started_ms, else now", function()
+            assert.equal(55, new_request({ started_ms = 55 }).started_ms)
+            local before = tonumber(C.os_monotonic_ms())
+            local started = new_request().started_ms
+            assert.is_true(started >= before and started <= tonumber(C.os_monotonic_ms()))
+            assert.has_error(function() new_request({ started_ms = "soon" }) end, "bad 'fields.started_ms' argument")
+        end)
+
         it("exposes the fields the host passes", function()
             local params = { id = 7 }
             local req = request.new({

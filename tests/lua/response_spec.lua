@@ -71,6 +71,8 @@ describe("lib.response", function()
         it("lets a given content-type replace the default one", function()
             local resp = response.json(200, {}, { ["Content-Type"] = "application/problem+json" })
             assert.same({ "content-type: application/problem+json" }, header_list(resp))
+            -- the default pair is shared by every response: replaced, never changed
+            assert.same({ "content-type: application/json" }, header_list(response.json(200, {})))
         end)
 
         it("raises on a value cjson cannot encode", function()

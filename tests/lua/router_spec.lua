@@ -246,6 +246,18 @@ describe("lib.router", function()
 
         it("returns an empty params table for a route without parameters", function()
             assert.same({}, select(2, r:match("GET", "/health")))
+            assert.same({}, select(2, r:match("GET", "/health"))) -- the cached match too
+        end)
+
+        it("lookup() answers as match() but with nil params for a route without parameters", function()
+            for _ = 1, 2 do -- the first match and the cached one
+                local route, params = r:lookup("GET", "/health")
+                assert.equal("health", route.handler)
+                assert.is_nil(params)
+            end
+            assert.same({ id = 42 }, select(2, r:lookup("GET", "/v1/orders/42/")))
+            assert.same({ nil, 404 }, { r:lookup("GET", "/v2/orders/") })
+            assert.matches("bad 'path' argument", error_of(r.lookup, r, "GET", nil), 1, true)
         end)
 
         it("prefers a literal segment over a parameter", function()
