@@ -409,30 +409,25 @@ class ClientGone(unittest.TestCase):
         self.assertNotIn("database connection lost", self.svc.logs())
         self.assertNotIn("handler failed", self.svc.logs())
 
-    def test_a_get_whose_client_disconnects_during_a_sleep_ends_early(self):
+    def sleeping_get_ends_early(self, how):
+        """A GET sleeping 5 s whose client shuts its socket `how`: its coroutine ends at once."""
         idle = metric(self.svc, "orderservice_tasks_running")
         conn = self.svc.connection(30)
         conn.request("GET", "/test/sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
         started = time.monotonic()
         wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
-        conn.sock.shutdown(socket.SHUT_RDWR)
-        conn.close()
+        conn.sock.shutdown(how)
         wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
                    what="the coroutine to end")
         self.assertLess(time.monotonic() - started, 5)
+        conn.close()
+
+    def test_a_get_whose_client_disconnects_during_a_sleep_ends_early(self):
+        self.sleeping_get_ends_early(socket.SHUT_RDWR)
 
     def test_a_get_whose_client_only_shuts_its_sending_side_ends_early(self):
         # As in nginx, a client that says it sends no more has given up on the answer.
-        idle = metric(self.svc, "orderservice_tasks_running")
-        conn = self.svc.connection(30)
-        conn.request("GET", "/test/sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
-        started = time.monotonic()
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
-        conn.sock.shutdown(socket.SHUT_WR)
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
-                   what="the coroutine to end")
-        self.assertLess(time.monotonic() - started, 5)
-        conn.close()
+        self.sleeping_get_ends_early(socket.SHUT_WR)
 
     def test_requests_pipelined_behind_a_waiting_get_are_answered_after_it_in_order(self):
         # The connection is watched while its GET waits: the bytes of the next requests that come
