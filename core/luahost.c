@@ -715,7 +715,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
     guard->watched = NULL;
-    guard->link = (h2o_linklist_t){NULL, NULL};
     task->guard = guard;
     worker->tasks_running++;
     push_request(task->vm, task->co, req);
