@@ -37,8 +37,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-/* How often a waiting GET or HEAD whose connection watch_client cannot watch looks whether its
- * client has closed it. */
+/* How often a GET or HEAD still running looks whether its client has closed the connection. */
 #define CLIENT_GONE_CHECK_MS 250
 /* Coroutines that returned are kept for the next tasks, up to this many per VM: a request
  * then allocates no Lua thread and its stack, and the GC has fewer objects to collect. */
@@ -83,13 +82,7 @@ typedef struct lua_task {
 
 typedef struct req_guard {
     lua_task_t *task;
-    h2o_socket_t *watched; /* the client's socket, while watch_client has it (until the request is disposed) */
-    h2o_buffer_t *input;   /* the socket's own input buffer, set aside meanwhile */
-    h2o_linklist_t link;   /* in watching */
 } req_guard_t;
-
-/* The guards of this worker's requests whose client socket is watched (watch_client). */
-static __thread h2o_linklist_t watching;
 
 /* Old generations with VMs still running tasks, across the workers: generation -> VMs (one per
  * worker at most). `draining_lock` guards the table; it is held for a few loads and stores. */
@@ -265,73 +258,6 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
- * request only after answering), so a client that closes its connection would be noticed only
- * when the answer is written, and on_req_disposed could not see it. So a GET or HEAD that waits
- * watches its connection itself (watch_client): the socket is polled for reading all along, as
- * it is between requests, which also spares the loop taking it out of its poll set and putting
- * it back for every request that waits (two epoll_ctl calls). The end of the stream, or an
- * error, means the client is gone (a client that only shuts its sending side counts as gone, as
- * in nginx). Bytes that come meanwhile (a pipelined next request) are h2o's to parse after the
- * answer: h2o reads them into a buffer of the watch's own, because the request being handled
- * points into the socket's buffer, which a read could move; they join that buffer when the
- * request is disposed. Reading then stops until HTTP/1 starts it again. */
-static void unwatch_client(req_guard_t *guard)
-{
-    h2o_socket_t *sock = guard->watched;
-    if (sock == NULL)
-        return;
-    h2o_linklist_unlink(&guard->link);
-    guard->watched = NULL;
-    h2o_buffer_t *read = sock->input;
-    sock->input = guard->input;
-    if (read->size != 0) {
-        h2o_iovec_t room = h2o_buffer_reserve(&sock->input, read->size);
-        if (room.base != NULL) {
-            memcpy(room.base, read->bytes, read->size);
-            sock->input->size += read->size;
-        } else {
-            /* The next request cannot be kept whole: end the connection rather than misparse it. */
-            shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
-        }
-    }
-    h2o_buffer_dispose(&read);
-}
-
-static void on_client_readable(h2o_socket_t *sock, const char *err)
-{
-    h2o_socket_read_stop(sock); /* an end of stream would be reported again and again; data waits */
-    for (h2o_linklist_t *node = watching.next; node != &watching; node = node->next) {
-        req_guard_t *guard = H2O_STRUCT_FROM_MEMBER(req_guard_t, link, node);
-        if (guard->watched != sock)
-            continue;
-        if (err != NULL && guard->task != NULL)
-            os_task_cancel(&guard->task->base);
-        return;
-    }
-}
-
-/* Watches a waiting GET or HEAD's client; returns 0 when its connection is not one this can
- * watch (HTTP/2 keeps reading its connection; TLS reads through its own buffer). */
-static int watch_client(lua_task_t *task)
-{
-    req_guard_t *guard = task->guard;
-    h2o_req_t *req = task->req;
-    if (guard->watched != NULL)
-        return 1;
-    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (sock == NULL || req->version >= 0x200 || sock->ssl != NULL || h2o_socket_is_reading(sock))
-        return 0;
-    if (watching.next == NULL)
-        h2o_linklist_init_anchor(&watching);
-    guard->watched = sock;
-    guard->input = sock->input;
-    h2o_buffer_init(&sock->input, &h2o_socket_buffer_prototype);
-    h2o_linklist_insert(&watching, &guard->link);
-    h2o_socket_read_start(sock, on_client_readable);
-    return 1;
-}
-
 /* h2o disposes the request: at its end, or earlier when the client went away. A safe method
  * (GET, HEAD: RFC 9110 9.2.1, nothing it does changes state) still running has nobody to
  * answer, so its wait is cancelled (a query stopped on the server, a call or sleep dropped) and
@@ -340,7 +266,6 @@ static int watch_client(lua_task_t *task)
 static void on_req_disposed(void *p)
 {
     req_guard_t *guard = p;
-    unwatch_client(guard); /* HTTP/1 reads the connection's next request from here on */
     lua_task_t *task = guard->task;
     if (task == NULL)
         return;
@@ -349,9 +274,12 @@ static void on_req_disposed(void *p)
         os_task_cancel(&task->base);
 }
 
-/* A waiting GET or HEAD whose connection watch_client cannot watch looks at it every
- * CLIENT_GONE_CHECK_MS instead, the way nginx does: a peek (the bytes stay for h2o) that finds
- * the end of the stream, or an error, means the client is gone. */
+/* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
+ * request only after answering), so a client that closes its connection is noticed only when
+ * the answer is written: the request is not disposed, and on_req_disposed cannot see it. So a
+ * GET or HEAD still running looks at its connection every CLIENT_GONE_CHECK_MS, the way nginx
+ * does: a peek (the bytes stay for h2o) that finds the end of the stream, or an error, means
+ * the client is gone (a client that only shuts its sending side counts as gone, as in nginx). */
 static void on_gone_timer(os_timer_t *timer)
 {
     lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, gone_timer, timer);
@@ -447,9 +375,8 @@ static void task_step(lua_task_t *task, int nargs)
     worker->in_lua--;
     if (rc == LUA_YIELD) {
         if (task->base.op != NULL) {
-            /* A GET or HEAD that waits: watch its client (the timer is armed once; it re-arms itself). */
-            if (task->abandonable && task->req != NULL && !watch_client(task) &&
-                !os_timer_is_active(&task->gone_timer))
+            /* A GET or HEAD that waits: watch its client (armed once; it re-arms itself). */
+            if (task->abandonable && task->req != NULL && !os_timer_is_active(&task->gone_timer))
                 os_timer_start(&worker->timers, &task->gone_timer, CLIENT_GONE_CHECK_MS);
             return;
         }
@@ -714,7 +641,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                         h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
-    guard->watched = NULL;
     task->guard = guard;
     worker->tasks_running++;
     push_request(task->vm, task->co, req);
