@@ -6,18 +6,18 @@
 -- For each NAME=PATH?QUERY a list or history case: the query string goes through
 -- orders.input.list_args / history_args (as the handler reads it) and orders.sql.list, and
 -- OUTDIR/NAME.sql is that text with $n replaced by pgbench variables :p<n>, whose values go to
--- OUTDIR/NAME.vars as `-D p<n>=value` arguments (pgbench -M extended sends them as parameters,
--- as libpq does for the service's unnamed statements). OUTDIR/details.sql is orders.sql.DETAILS
--- for DETAILS_ID. OUTDIR/NAME.explain.sql is the same statement PREPAREd and run once under
--- EXPLAIN (ANALYZE, BUFFERS) with its values (the first executions of a prepared statement
--- are planned with the actual values, as the service's unnamed statements are).
+-- OUTDIR/NAME.vars as `-D p<n>=value` arguments (pgbench -M prepared prepares the script's
+-- statements once per connection and sends these as parameters, as the service does: every
+-- list text is a db.statement). OUTDIR/details.sql is orders.sql.DETAILS for DETAILS_ID.
+-- OUTDIR/NAME.explain.sql is the same statement PREPAREd, run five times and then once under
+-- EXPLAIN (ANALYZE, BUFFERS) with its values: the plan PostgreSQL settles on (a generic one
+-- when it costs no more than the plans for the values, plan_cache_mode = auto).
 --
 -- A text search (`?search=SKU...`) is two statements in the service: orders.sql.SKU_LOOKUP
 -- against order_skus, whose answer decides the list's filter (orders.sql.sku_search). Here the
 -- lookup runs once against $DATABASE_URL (the bench's database, as the service would run it),
 -- and NAME.sql holds both statements, the lookup (variable :q1) and then the list with the
--- filter that answer gave, so the limit pays for the lookup too. (pgbench plans the lookup
--- each time; the service's is a named statement, prepared once per connection.) When no SKU
+-- filter that answer gave, so the limit pays for the lookup too. When no SKU
 -- matches, the service sends no list query, and NAME.sql is the lookup alone.
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 
@@ -43,9 +43,10 @@ local function lookup(pattern)
     local out = p:read("*a")
     local ok = p:close()
     os.remove(file)
-    local matched, broad, skus = out:match("^(%d+)%z([tf])%z([^\n]*)\n$")
+    local matched, broad, skus, sku = out:match("^(%d+)%z([tf])%z([^%z]*)%z([^\n]*)\n$")
     assert(ok and matched, "the SKU lookup failed: " .. out)
-    return { matched = tonumber(matched), broad = broad == "t", skus = skus ~= "" and skus or nil }
+    return { matched = tonumber(matched), broad = broad == "t", skus = skus ~= "" and skus or nil,
+             sku = sku ~= "" and sku or nil }
 end
 
 -- Appends statement sql, its $n written as :<prefix>n, to the script; its values to vars.
@@ -81,8 +82,9 @@ local function write(name, sql, params, pattern)
         for i, v in ipairs(params) do
             literals[i] = literal(v)
         end
-        f:write("PREPARE q AS ", sql, ";\nEXPLAIN (ANALYZE, BUFFERS) EXECUTE q(",
-                table.concat(literals, ", "), ");\nDEALLOCATE q;\n")
+        local execute = "EXECUTE q(" .. table.concat(literals, ", ") .. ");\n"
+        f:write("PREPARE q AS ", sql, ";\n\\o /dev/null\n", execute:rep(5), "\\o\n",
+                "EXPLAIN (ANALYZE, BUFFERS) ", execute, "DEALLOCATE q;\n")
     else
         f:write("EXPLAIN (ANALYZE, BUFFERS) ", order_sql.SKU_LOOKUP:gsub("%$1", function() return literal(pattern) end),
                 ";\n")

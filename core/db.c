@@ -14,7 +14,7 @@
  * Queries: a task asks for a query; it gets an idle connection or waits in a FIFO queue for at
  * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
  * once with OS_EUNAVAILABLE. Statements are prepared once per connection under the name the
- * Lua side gives them. Results are read only while !PQisBusy, until PQgetResult says NULL.
+ * Lua side gives them, PREPARED_MAX at most (past those a statement runs unnamed). Results are read only while !PQisBusy, until PQgetResult says NULL.
  * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
  * up and close enough), else to the primary.
  *
@@ -22,8 +22,8 @@
  * shares with the service a backend that never sleeps lengthens the latency tail: measured in
  * docs/benchmarks.md, "Pipelines"): most of PostgreSQL's cost per short statement is its
  * backend sleeping and waking for each one. A named read outside a transaction (os_db_read with
- * a db.statement: short by design, and a read never waits for a row lock, which would hold up
- * the statements behind it) therefore shares a connection: it goes to the first connection already in
+ * a db.statement: details, and lists, whose counts are bounded; a read never waits for a row
+ * lock, which would hold up the statements behind it) therefore shares a connection: it goes to the first connection already in
  * libpq's pipeline mode with room (fewer than DB_PIPELINE_DEPTH in flight), else takes an idle one
  * and puts it in pipeline mode, else queues like any other. Its backend then finds the next
  * statement already waiting when it finishes one. Each statement is sent with its own sync point
@@ -67,6 +67,10 @@
 
 #define MAX_ADDRS 16
 #define DB_CLIENT_CHECK_MS 1000 /* client_connection_check_interval: see conn_recycle */
+/* Statements one connection keeps prepared: db.statement's fixed ones (about 40) and the list
+ * shapes requests have asked for. Each list shape's cached plans take ~200 KB of the backend's
+ * memory; a statement beyond the cap runs unnamed (runs_prepared). */
+#define PREPARED_MAX 64
 
 /* CONN_PIPELINE: in libpq's pipeline mode, carrying one or more tasks' statements (no holder). */
 enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY, CONN_PIPELINE };
@@ -546,6 +550,14 @@ static int is_prepared(os_db_conn_t *conn, const char *name)
     return 0;
 }
 
+/* Whether dt's statement runs prepared on conn: named, and prepared there already or with room
+ * to prepare it. A statement beyond PREPARED_MAX runs unnamed, planned for its values each
+ * time, as it would have without a name. */
+static int runs_prepared(os_db_conn_t *conn, const db_task_t *dt)
+{
+    return dt->stmt_name[0] != '\0' && (conn->nprepared < PREPARED_MAX || is_prepared(conn, dt->stmt_name));
+}
+
 static int remember_prepared(os_db_conn_t *conn, const char *name)
 {
     char **list = realloc(conn->prepared, (conn->nprepared + 1) * sizeof(*list));
@@ -582,7 +594,7 @@ static void query_start(os_db_conn_t *conn)
     int ok;
     assert(conn->state == CONN_BUSY && dt != NULL && dt->phase == PHASE_QUERY && conn->step == STEP_NONE);
     dt->query_us = os_clock_us();
-    if (dt->stmt_name[0] == '\0') {
+    if (!runs_prepared(conn, dt)) {
         ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
                                0);
         conn->step = STEP_EXECUTE;
@@ -686,15 +698,21 @@ static void pipe_send(os_db_conn_t *conn, db_task_t *dt)
     dt->phase = PHASE_PIPELINE;
     dt->query_us = os_clock_us();
     int ok = 1;
-    if (!is_prepared(conn, dt->stmt_name)) {
-        /* Counted as prepared from now on: a statement behind this one must not prepare it twice. */
-        ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
-        if (ok && remember_prepared(conn, dt->stmt_name) == 0) {
-            e->preparing = strdup(dt->stmt_name);
-            e->in_prepare = 1;
+    if (!runs_prepared(conn, dt)) {
+        ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
+                               0);
+    } else {
+        if (!is_prepared(conn, dt->stmt_name)) {
+            /* Counted as prepared from now on: a statement behind this one must not prepare it twice. */
+            ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
+            if (ok && remember_prepared(conn, dt->stmt_name) == 0) {
+                e->preparing = strdup(dt->stmt_name);
+                e->in_prepare = 1;
+            }
         }
+        ok = ok && PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL,
+                                       NULL, 0);
     }
-    ok = ok && PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0);
     if (!ok || !PQpipelineSync(conn->pg)) {
         conn_down(conn, PQerrorMessage(conn->pg));
         return;

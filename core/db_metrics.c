@@ -5,7 +5,8 @@
  *
  * The statement label is the prepared statement's base name (db.statement's name without the
  * hash of its SQL that lib/db.lua appends), "begin" / "commit" / "rollback" for those, and
- * "unnamed" for other plain SQL (dynamic list queries): bounded by the code, not the data.
+ * "unnamed" for other plain SQL: bounded by the code, not the data (every list text shares
+ * "orders_list").
  * Each worker keeps its own small cache from name to series, so a query's hot path takes no
  * lock (the registry's mutex only on a worker's first use of a statement).
  */

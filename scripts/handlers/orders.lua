@@ -576,7 +576,7 @@ local function list_rows(args)
         end
     end
     local sql, params = order_sql.list(args)
-    return db.read(sql, unpack(params, 1, #params))
+    return db.read(db.statement("orders_list", sql), unpack(params, 1, #params))
 end
 
 local function list_response(req, args)

@@ -118,13 +118,36 @@ local function sql_hash(sql)
     return bit.tohex(h)
 end
 
+-- The statements made so far, by name and SQL text: SQL built per request (a list's filters)
+-- hashes each text once per VM. Bounded: past STATEMENTS_MAX texts it starts afresh.
+local STATEMENTS_MAX = 256
+local statements, nstatements = {}, 0
+
+-- A statement is prepared once per connection (core/db.c keeps 64 a connection; past those a
+-- statement runs unnamed): parsed once there, and planned once when PostgreSQL finds its generic
+-- plan no costlier than the plans for the values it has seen (plan_cache_mode = auto: after five
+-- executions). SQL built per request from the filters present (orders.sql.list) is a statement
+-- too: each distinct text is one, and statement() returns the same one for the same text.
 function _M.statement(name, sql)
+    local by_sql = statements[name]
+    local stmt = by_sql and by_sql[sql]
+    if stmt then
+        return stmt
+    end
     if type(name) ~= "string" or not find(name, "^[%w_]+$") then
         error("bad 'name' argument", 2)
     elseif type(sql) ~= "string" then
         error("bad 'sql' argument", 2)
     end
-    return { name = name .. "_" .. sql_hash(sql), sql = sql }
+    if nstatements >= STATEMENTS_MAX then
+        statements, nstatements = {}, 0
+    end
+    by_sql = statements[name] or {}
+    statements[name] = by_sql
+    stmt = { name = name .. "_" .. sql_hash(sql), sql = sql }
+    by_sql[sql] = stmt
+    nstatements = nstatements + 1
+    return stmt
 end
 
 -- Sends stmt with its parameters through start (C.os_db_query or C.os_db_read) and waits.

@@ -12,8 +12,12 @@
 -- PostgreSQL's JSON form of timestamptz, ISO 8601 with the offset (the session runs in UTC).
 --
 -- The list query is built from the filters present, so each shape is planned for what it
--- really asks (a catch-all "$1 IS NULL OR col = $1" query would defeat the indexes). It
--- runs unnamed: PostgreSQL plans it with the actual values each time. Filters on items,
+-- really asks (a catch-all "$1 IS NULL OR col = $1" query would defeat the indexes). Each
+-- text is a statement of its own (db.statement "orders_list"), prepared per connection:
+-- PostgreSQL plans it for its values, and after five executions keeps a generic plan where
+-- that costs no more (a SKU, a product, a customer: half the statement's time was planning);
+-- where the values matter (a rare status against a common one) it goes on planning per value
+-- (docs/benchmarks.md, "Prepared lists"). Filters on items,
 -- and the search, are written as `o.order_id IN (subquery)` so they become semi-joins that
 -- use ordersapp_orderitem's indexes; the numeric search is a UNION of three indexed lookups
 -- rather than an OR, which no single index could serve.
@@ -211,6 +215,9 @@ end
 -- text. The handler first runs SKU_LOOKUP against order_skus (the distinct SKUs ever ordered,
 -- migration 0009), and the list's filter follows from what it found:
 --  - no SKU: no order matches; the handler answers the empty page without the list query;
+--  - exactly one (search.sku): the `?sku=` filter's own text, `i.sku = $n`. Its plan does
+--    not hang on the value, so PostgreSQL keeps a generic one (lib/db.lua), where `ANY` of an
+--    array it cannot see is costed as ten SKUs and planned afresh each time (0.9 ms);
 --  - at most SKU_LIST_MAX SKUs (search.skus): `i.sku = ANY(those)`, a few probes of the SKU
 --    btree. Matching the items themselves (the trigram index) cost ~2 ms per pass, and the
 --    list makes two (page and count);
@@ -229,7 +236,8 @@ _M.BROAD_SHARE = 20
 _M.LOOKUP_MAX = 200
 
 -- $1 the pattern. matched: the SKUs found, at most LOOKUP_MAX; skus: their array's text (as
--- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; broad: the threshold was
+-- `$n::varchar[]` reads it back) when at most SKU_LIST_MAX, else NULL; sku: the SKU when it is
+-- the only one, else NULL; broad: the threshold was
 -- reached (reltuples is ANALYZE's estimate, -1 before the first). The LIMIT is a constant so
 -- that the statement's generic plan (it is prepared) is the trigram index's: with a computed
 -- one the planner expected to stop early and chose a scan, which reads every SKU when few
@@ -238,7 +246,8 @@ _M.SKU_LOOKUP = format([[
 SELECT count(*) AS matched,
        count(*) >= (SELECT GREATEST(%d, c.reltuples::bigint / %d)
                       FROM pg_class c WHERE c.oid = 'order_skus'::regclass) AS broad,
-       CASE WHEN count(*) <= %d THEN array_agg(s.sku)::text END AS skus
+       CASE WHEN count(*) <= %d THEN array_agg(s.sku)::text END AS skus,
+       CASE WHEN count(*) = 1 THEN min(s.sku) END AS sku
   FROM (SELECT k.sku FROM order_skus k WHERE k.sku ILIKE $1 LIMIT %d) s]],
     _M.SKU_LIST_MAX + 1, _M.BROAD_SHARE, _M.SKU_LIST_MAX, _M.LOOKUP_MAX)
 
@@ -279,15 +288,24 @@ local function param(params, value)
     return "$" .. n
 end
 
+-- One SKU's orders: the `?sku=` filter, and a search that found one SKU (the same text, so
+-- the same prepared statement).
+local function sku_filter(params, sku)
+    return "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i WHERE i.sku = " .. param(params, sku) .. ")"
+end
+
 local STATUS_COLUMNS = { "order_status", "payment_status", "shipping_status" }
 
 -- Completes a pattern search (orders.input's { pattern = ... }) from SKU_LOOKUP's row:
--- search.skus or search.broad, per the forms above. Returns false when no SKU matches.
+-- search.sku, search.skus or search.broad, per the forms above. Returns false when no SKU
+-- matches.
 function _M.sku_search(search, row)
     if row.matched == 0 then
         return false
     end
-    if type(row.skus) == "string" then
+    if row.matched == 1 then
+        search.sku = row.sku
+    elseif type(row.skus) == "string" then
         search.skus = row.skus
     elseif row.broad == true then
         search.broad = true
@@ -316,8 +334,7 @@ function _M.list(args)
             .. " WHERE i.product_id = " .. param(params, args.product_id) .. ")"
     end
     if args.sku then
-        where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
-            .. " WHERE i.sku = " .. param(params, args.sku) .. ")"
+        where[#where + 1] = sku_filter(params, args.sku)
     end
     if args.needs_attention ~= nil then
         where[#where + 1] = (args.needs_attention and "" or "NOT ")
@@ -345,6 +362,8 @@ function _M.list(args)
             .. " UNION ALL SELECT c.order_id FROM ordersapp_order c WHERE c.customer_id = %s"
             .. " UNION ALL SELECT i.order_id FROM ordersapp_orderitem i WHERE i.product_id = %s)",
             n, n, n)
+    elseif search and search.sku then
+        where[#where + 1] = sku_filter(params, search.sku)
     elseif search and search.skus then
         where[#where + 1] = "o.order_id IN (SELECT i.order_id FROM ordersapp_orderitem i"
             .. " WHERE i.sku = ANY(" .. param(params, search.skus) .. "::varchar[]))"

@@ -88,6 +88,39 @@ class Queries(unittest.TestCase):
         self.assertLess(health_at, result["at"])
 
 
+class PreparedStatements(unittest.TestCase):
+    """A connection prepares each named statement once, up to core/db.c's PREPARED_MAX; past
+    those, statements of new texts still run (unnamed). Both ways of sending: a held connection
+    (db.query) and a pipeline (db.read with DB_PIPELINE_DEPTH), on the one connection."""
+    PREPARED_MAX = 64
+
+    @classmethod
+    def setUpClass(cls):
+        cls.url = fresh_database("it_prepared")
+        cls.svc = Service(database_url=cls.url, workers=1,
+                          env={"MIGRATE_ON_START": "1", "JOBS": "0", "DB_POOL_SIZE": "1",
+                               "DB_PIPELINE_DEPTH": "8"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.__exit__(None, None, None)
+
+    def prepared(self, path):
+        r = self.svc.request("GET", path)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()["prepared"]
+
+    def test_statements_are_prepared_up_to_the_cap_and_run_past_it(self):
+        first = self.prepared("/test/prepared/5")
+        self.assertGreaterEqual(first, 5)
+        self.assertLess(first, self.PREPARED_MAX)
+        # the same five again: nothing new to prepare
+        self.assertEqual(self.prepared("/test/prepared/5"), first)
+        # 200 texts: each answered its own value, in a pipeline and then on the held connection
+        self.assertEqual(self.prepared("/test/prepared/200?read=1"), self.PREPARED_MAX)
+        self.assertEqual(self.prepared("/test/prepared/200"), self.PREPARED_MAX)
+
+
 class Pool(unittest.TestCase):
     def test_500_concurrent_queries_through_a_pool_of_2_all_complete(self):
         url = fresh_database("it_pool")

@@ -53,8 +53,13 @@ describe("orders.sql", function()
         end)
 
         it("searches text through the SKUs the lookup found, or the pattern", function()
+            -- one SKU: the SKU filter's own statement
+            local sql, params = order_sql.list(base({ search = { pattern = "%x%", sku = "X1" } }))
+            assert.same({ "X1", 21, 0, 101, 20 }, params)
+            assert.equal(order_sql.list(base({ sku = "X1" })), sql)
+            assert.truthy(sql:find("WHERE i.sku = $1)", 1, true))
             -- a few SKUs: exactly those, through the SKU btree, the array as the lookup wrote it
-            local sql, params = order_sql.list(base({ search = { pattern = "%x%", skus = "{X1,\"a,b\"}" } }))
+            sql, params = order_sql.list(base({ search = { pattern = "%x%", skus = "{X1,\"a,b\"}" } }))
             assert.same({ "{X1,\"a,b\"}", 21, 0, 101, 20 }, params)
             assert.truthy(sql:find("WHERE i.sku = ANY($1::varchar[]))", 1, true))
             assert.falsy(sql:find("ILIKE", 1, true))
@@ -73,7 +78,10 @@ describe("orders.sql", function()
             assert.same({ pattern = "%x%" }, search)
             -- the NULLs of a row are not strings: db.null
             local null = {}
-            assert.is_true(order_sql.sku_search(search, { matched = 2, broad = false, skus = "{A,B}" }))
+            assert.is_true(order_sql.sku_search(search, { matched = 1, broad = false, skus = "{A}", sku = "A" }))
+            assert.same({ pattern = "%x%", sku = "A" }, search)
+            search = { pattern = "%x%" }
+            assert.is_true(order_sql.sku_search(search, { matched = 2, broad = false, skus = "{A,B}", sku = null }))
             assert.same({ pattern = "%x%", skus = "{A,B}" }, search)
             search = { pattern = "%x%" }
             assert.is_true(order_sql.sku_search(search, { matched = 40, broad = false, skus = null }))
