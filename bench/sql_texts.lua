@@ -9,9 +9,10 @@
 -- OUTDIR/NAME.vars as `-D p<n>=value` arguments (pgbench -M prepared prepares the script's
 -- statements once per connection and sends these as parameters, as the service does: every
 -- list text is a db.statement). OUTDIR/details.sql is orders.sql.DETAILS for DETAILS_ID.
--- OUTDIR/NAME.explain.sql is the same statement PREPAREd, run five times and then once under
--- EXPLAIN (ANALYZE, BUFFERS) with its values: the plan PostgreSQL settles on (a generic one
--- when it costs no more than the plans for the values, plan_cache_mode = auto).
+-- OUTDIR/NAME.explain.sql is the same statement PREPAREd, run six times and then once under
+-- EXPLAIN (ANALYZE, BUFFERS) with its values: the plan PostgreSQL settles on (plan_cache_mode
+-- = auto: five plans for the values, then at the sixth a generic one if it costs no more,
+-- planned then; the seventh shows what a statement costs from there on).
 --
 -- A text search (`?search=SKU...`) is two statements in the service: orders.sql.SKU_LOOKUP
 -- against order_skus, whose answer decides the list's filter (orders.sql.sku_search). Here the
@@ -83,7 +84,7 @@ local function write(name, sql, params, pattern)
             literals[i] = literal(v)
         end
         local execute = "EXECUTE q(" .. table.concat(literals, ", ") .. ");\n"
-        f:write("PREPARE q AS ", sql, ";\n\\o /dev/null\n", execute:rep(5), "\\o\n",
+        f:write("PREPARE q AS ", sql, ";\n\\o /dev/null\n", execute:rep(6), "\\o\n",
                 "EXPLAIN (ANALYZE, BUFFERS) ", execute, "DEALLOCATE q;\n")
     else
         f:write("EXPLAIN (ANALYZE, BUFFERS) ", order_sql.SKU_LOOKUP:gsub("%$1", function() return literal(pattern) end),
