@@ -14,7 +14,8 @@
  * Queries: a task asks for a query; it gets an idle connection or waits in a FIFO queue for at
  * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
  * once with OS_EUNAVAILABLE. Statements are prepared once per connection under the name the
- * Lua side gives them, PREPARED_MAX at most (past those a statement runs unnamed). Results are read only while !PQisBusy, until PQgetResult says NULL.
+ * Lua side gives them, PREPARED_MAX at most (past those a statement runs unnamed). Results are
+ * read only while !PQisBusy, until PQgetResult says NULL.
  * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
  * up and close enough), else to the primary.
  *
@@ -23,9 +24,10 @@
  * docs/benchmarks.md, "Pipelines"): most of PostgreSQL's cost per short statement is its
  * backend sleeping and waking for each one. A named read outside a transaction (os_db_read with
  * a db.statement: details, and lists, whose counts are bounded; a read never waits for a row
- * lock, which would hold up the statements behind it) therefore shares a connection: it goes to the first connection already in
- * libpq's pipeline mode with room (fewer than DB_PIPELINE_DEPTH in flight), else takes an idle one
- * and puts it in pipeline mode, else queues like any other. Its backend then finds the next
+ * lock, which would hold up the statements behind it) therefore shares a connection: it goes
+ * to the first connection already in libpq's pipeline mode with room (fewer than
+ * DB_PIPELINE_DEPTH in flight), else takes an idle one and puts it in pipeline mode, else
+ * queues like any other. Its backend then finds the next
  * statement already waiting when it finishes one. Each statement is sent with its own sync point
  * (PQpipelineSync), so an error aborts only that statement, and with its PQsendPrepare ahead of
  * it the first time on that connection. Results come back in the order sent and go to the tasks
