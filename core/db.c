@@ -14,8 +14,9 @@
  * Queries: a task asks for a query; it gets an idle connection or waits in a FIFO queue for at
  * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
  * once with OS_EUNAVAILABLE. Statements are prepared once per connection under the name the
- * Lua side gives them, PREPARED_MAX at most (past those a statement runs unnamed). Results are
- * read only while !PQisBusy, until PQgetResult says NULL.
+ * Lua side gives them, PREPARED_MAX at most: past those a held connection deallocates the least
+ * recently used one first, and a pipeline sends the statement unnamed. Results are read only
+ * while !PQisBusy, until PQgetResult says NULL.
  * A read outside a transaction goes to worker->read_db when replica.c has set it (the replica is
  * up and close enough), else to the primary.
  *
@@ -70,13 +71,15 @@
 #define MAX_ADDRS 16
 #define DB_CLIENT_CHECK_MS 1000 /* client_connection_check_interval: see conn_recycle */
 /* Statements one connection keeps prepared: db.statement's fixed ones (about 40) and the list
- * shapes requests have asked for. Each list shape's cached plans take ~200 KB of the backend's
- * memory; a statement beyond the cap runs unnamed (runs_prepared). */
+ * shapes requests have asked for (each list shape's cached plans take ~200 KB of the backend's
+ * memory). Past the cap, a held connection deallocates its least recently used statement to
+ * prepare a new one; a pipeline runs a new one unnamed (query_start, pipe_send). */
 #define PREPARED_MAX 64
 
 /* CONN_PIPELINE: in libpq's pipeline mode, carrying one or more tasks' statements (no holder). */
 enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY, CONN_PIPELINE };
-enum conn_step { STEP_NONE, STEP_PREPARE, STEP_EXECUTE };
+/* STEP_EVICT: a DEALLOCATE of the least recently used statement, ahead of a PREPARE. */
+enum conn_step { STEP_NONE, STEP_EVICT, STEP_PREPARE, STEP_EXECUTE };
 enum task_phase { PHASE_NONE, PHASE_ACQUIRE, PHASE_QUERY, PHASE_PIPELINE };
 
 typedef struct db_task db_task_t;
@@ -90,6 +93,11 @@ typedef struct pipe_entry {
     PGresult *result; /* the execution's result (or the first error), until its sync point */
 } pipe_entry_t;
 
+typedef struct prepared {
+    char *name;
+    uint64_t used; /* conn->uses at its last execution */
+} prepared_t;
+
 struct os_db_conn {
     os_db_pool_t *pool;
     PGconn *pg;
@@ -100,8 +108,10 @@ struct os_db_conn {
     int want_write;
     db_task_t *holder; /* the task holding the connection (state BUSY) */
     PGresult *pending; /* the command's first result, until PQgetResult says NULL */
-    char **prepared;
+    prepared_t *prepared; /* the statements this session has prepared */
     size_t nprepared;
+    uint64_t uses;        /* counts prepared executions: prepared_t.used's clock */
+    size_t evicting;      /* STEP_EVICT: the index of the statement being deallocated */
     pipe_entry_t *pipe; /* a ring of pool->depth entries: the statements in flight (CONN_PIPELINE) */
     size_t pipe_head, pipe_count;
     uint64_t epoch; /* bumped when the session is dropped: code that resumed tasks checks it after */
@@ -212,7 +222,7 @@ static int conn_watch(os_db_conn_t *conn)
 static void free_prepared(os_db_conn_t *conn)
 {
     for (size_t i = 0; i < conn->nprepared; i++)
-        free(conn->prepared[i]);
+        free(conn->prepared[i].name);
     free(conn->prepared);
     conn->prepared = NULL;
     conn->nprepared = 0;
@@ -544,41 +554,76 @@ static void conn_down(os_db_conn_t *conn, const char *reason)
 
 /* ---- query execution on one connection ---- */
 
-static int is_prepared(os_db_conn_t *conn, const char *name)
+/* The index of name among conn's prepared statements, or -1. */
+static int find_prepared(const os_db_conn_t *conn, const char *name)
 {
     for (size_t i = 0; i < conn->nprepared; i++)
-        if (strcmp(conn->prepared[i], name) == 0)
-            return 1;
-    return 0;
+        if (strcmp(conn->prepared[i].name, name) == 0)
+            return (int)i;
+    return -1;
 }
 
-/* Whether dt's statement runs prepared on conn: named, and prepared there already or with room
- * to prepare it. A statement beyond PREPARED_MAX runs unnamed, planned for its values each
- * time, as it would have without a name. */
-static int runs_prepared(os_db_conn_t *conn, const db_task_t *dt)
+/* Whether name is prepared on conn; if so, it is being executed now (the LRU's use). */
+static int use_prepared(os_db_conn_t *conn, const char *name)
 {
-    return dt->stmt_name[0] != '\0' && (conn->nprepared < PREPARED_MAX || is_prepared(conn, dt->stmt_name));
+    int i = find_prepared(conn, name);
+    if (i < 0)
+        return 0;
+    conn->prepared[i].used = ++conn->uses;
+    return 1;
 }
 
 static int remember_prepared(os_db_conn_t *conn, const char *name)
 {
-    char **list = realloc(conn->prepared, (conn->nprepared + 1) * sizeof(*list));
-    if (list == NULL)
+    prepared_t *list = realloc(conn->prepared, (conn->nprepared + 1) * sizeof(*list));
+    char *copy = strdup(name);
+    if (list != NULL)
+        conn->prepared = list;
+    if (list == NULL || copy == NULL) {
+        free(copy);
         return -1; /* it will simply be prepared again next time */
-    conn->prepared = list;
-    conn->prepared[conn->nprepared++] = strdup(name);
+    }
+    conn->prepared[conn->nprepared++] = (prepared_t){copy, ++conn->uses};
     return 0;
+}
+
+static void forget_prepared_at(os_db_conn_t *conn, size_t i)
+{
+    free(conn->prepared[i].name);
+    conn->prepared[i] = conn->prepared[--conn->nprepared];
 }
 
 /* A prepare sent in a pipeline failed: the next statement of that name prepares it again. */
 static void forget_prepared(os_db_conn_t *conn, const char *name)
 {
-    for (size_t i = 0; i < conn->nprepared; i++)
-        if (strcmp(conn->prepared[i], name) == 0) {
-            free(conn->prepared[i]);
-            conn->prepared[i] = conn->prepared[--conn->nprepared];
-            return;
-        }
+    int i = find_prepared(conn, name);
+    if (i >= 0)
+        forget_prepared_at(conn, (size_t)i);
+}
+
+/* Sends a DEALLOCATE of conn's least recently used statement (STEP_EVICT), to make room. It is
+ * forgotten when the server confirms, so that a failed one (in an aborted transaction) is not
+ * prepared again under a name the server still has. */
+static int evict_prepared(os_db_conn_t *conn)
+{
+    size_t lru = 0;
+    for (size_t i = 1; i < conn->nprepared; i++)
+        if (conn->prepared[i].used < conn->prepared[lru].used)
+            lru = i;
+    const char *name = conn->prepared[lru].name;
+    char *ident = PQescapeIdentifier(conn->pg, name, strlen(name));
+    char *sql = ident != NULL ? malloc(strlen(ident) + sizeof("DEALLOCATE ")) : NULL;
+    int ok = sql != NULL;
+    if (ok) {
+        strcpy(sql, "DEALLOCATE ");
+        strcat(sql, ident);
+        conn->evicting = lru;
+        conn->step = STEP_EVICT;
+        ok = PQsendQuery(conn->pg, sql);
+    }
+    free(sql);
+    PQfreemem(ident);
+    return ok;
 }
 
 static void conn_flush(os_db_conn_t *conn)
@@ -596,16 +641,18 @@ static void query_start(os_db_conn_t *conn)
     int ok;
     assert(conn->state == CONN_BUSY && dt != NULL && dt->phase == PHASE_QUERY && conn->step == STEP_NONE);
     dt->query_us = os_clock_us();
-    if (!runs_prepared(conn, dt)) {
+    if (dt->stmt_name[0] == '\0') {
         ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
                                0);
         conn->step = STEP_EXECUTE;
-    } else if (!is_prepared(conn, dt->stmt_name)) {
-        ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
-        conn->step = STEP_PREPARE;
-    } else {
+    } else if (use_prepared(conn, dt->stmt_name)) {
         ok = PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0);
         conn->step = STEP_EXECUTE;
+    } else if (conn->nprepared >= PREPARED_MAX) {
+        ok = evict_prepared(conn);
+    } else {
+        ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
+        conn->step = STEP_PREPARE;
     }
     if (!ok) {
         conn_down(conn, PQerrorMessage(conn->pg));
@@ -640,6 +687,16 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
     db_task_t *dt = conn->holder;
     assert(dt != NULL && dt->phase == PHASE_QUERY && os_op_pending(&dt->op));
     ExecStatusType st = PQresultStatus(res);
+    if (conn->step == STEP_EVICT && st == PGRES_COMMAND_OK) {
+        PQclear(res);
+        forget_prepared_at(conn, conn->evicting);
+        conn->step = STEP_PREPARE;
+        if (!PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL))
+            conn_down(conn, PQerrorMessage(conn->pg));
+        else
+            conn_flush(conn);
+        return;
+    }
     if (conn->step == STEP_PREPARE && st == PGRES_COMMAND_OK) {
         PQclear(res);
         remember_prepared(conn, dt->stmt_name);
@@ -700,11 +757,13 @@ static void pipe_send(os_db_conn_t *conn, db_task_t *dt)
     dt->phase = PHASE_PIPELINE;
     dt->query_us = os_clock_us();
     int ok = 1;
-    if (!runs_prepared(conn, dt)) {
+    int prepared = use_prepared(conn, dt->stmt_name);
+    if (!prepared && conn->nprepared >= PREPARED_MAX) {
+        /* No deallocating here, under statements of other tasks: this one runs unnamed. */
         ok = PQsendQueryParams(conn->pg, dt->stmt_sql, dt->nparams, NULL, (const char *const *)dt->params, NULL, NULL,
                                0);
     } else {
-        if (!is_prepared(conn, dt->stmt_name)) {
+        if (!prepared) {
             /* Counted as prepared from now on: a statement behind this one must not prepare it twice. */
             ok = PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL);
             if (ok && remember_prepared(conn, dt->stmt_name) == 0) {

@@ -123,11 +123,11 @@ end
 local STATEMENTS_MAX = 256
 local statements, nstatements = {}, 0
 
--- A statement is prepared once per connection (core/db.c keeps 64 a connection; past those a
--- statement runs unnamed): parsed once there, and planned once when PostgreSQL finds its generic
--- plan no costlier than the plans for the values it has seen (plan_cache_mode = auto: after five
--- executions). SQL built per request from the filters present (orders.sql.list) is a statement
--- too: each distinct text is one, and statement() returns the same one for the same text.
+-- A statement is prepared once per connection (core/db.c keeps the 64 used last): parsed once
+-- there, and planned once when PostgreSQL finds its generic plan no costlier than the plans for
+-- the values it has seen (plan_cache_mode = auto: after five executions). SQL built per request
+-- from the filters present (orders.sql.list) is a statement too: each distinct text is one, and
+-- statement() returns the same one for the same text.
 function _M.statement(name, sql)
     local by_sql = statements[name]
     local stmt = by_sql and by_sql[sql]

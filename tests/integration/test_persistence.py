@@ -89,9 +89,10 @@ class Queries(unittest.TestCase):
 
 
 class PreparedStatements(unittest.TestCase):
-    """A connection prepares each named statement once, up to core/db.c's PREPARED_MAX; past
-    those, statements of new texts still run (unnamed). Both ways of sending: a held connection
-    (db.query) and a pipeline (db.read with DB_PIPELINE_DEPTH), on the one connection."""
+    """A connection prepares each named statement once, up to core/db.c's PREPARED_MAX. Past
+    those, a held connection (db.query) deallocates its least recently used statement to
+    prepare a new one, and a pipeline (db.read with DB_PIPELINE_DEPTH) runs the new one
+    unnamed; either way every statement answers. All on the one connection."""
     PREPARED_MAX = 64
 
     @classmethod
@@ -106,19 +107,26 @@ class PreparedStatements(unittest.TestCase):
         cls.svc.__exit__(None, None, None)
 
     def prepared(self, path):
+        """(statements prepared on the connection, whether the last text is one of them)"""
         r = self.svc.request("GET", path)
         self.assertEqual(r.status, 200, r.body)
-        return r.json()["prepared"]
+        return r.json()["prepared"], r.json()["last_prepared"]
 
     def test_statements_are_prepared_up_to_the_cap_and_run_past_it(self):
-        first = self.prepared("/test/prepared/5")
+        first, last = self.prepared("/test/prepared/5")
+        self.assertTrue(last)
         self.assertGreaterEqual(first, 5)
-        self.assertLess(first, self.PREPARED_MAX)
         # the same five again: nothing new to prepare
-        self.assertEqual(self.prepared("/test/prepared/5"), first)
-        # 200 texts: each answered its own value, in a pipeline and then on the held connection
-        self.assertEqual(self.prepared("/test/prepared/200?read=1"), self.PREPARED_MAX)
-        self.assertEqual(self.prepared("/test/prepared/200"), self.PREPARED_MAX)
+        self.assertEqual((first, True), self.prepared("/test/prepared/5"))
+        # 200 texts, each answering its own value: a pipeline fills the cap, then runs the rest
+        # unnamed; the held connection makes room for each new one
+        self.assertEqual((self.PREPARED_MAX, False), self.prepared("/test/prepared/200?read=1"))
+        self.assertEqual((self.PREPARED_MAX, True), self.prepared("/test/prepared/200"))
+
+    def test_a_full_cache_in_an_aborted_transaction_stays_consistent(self):
+        r = self.svc.request("GET", "/test/prepared-aborted")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual({"failed_with": "25P02"}, r.json())  # in_failed_sql_transaction
 
 
 class Pool(unittest.TestCase):
