@@ -111,7 +111,6 @@ struct os_db_conn {
     prepared_t *prepared; /* the statements this session has prepared */
     size_t nprepared;
     uint64_t uses;        /* counts prepared executions: prepared_t.used's clock */
-    size_t evicting;      /* STEP_EVICT: the index of the statement being deallocated */
     pipe_entry_t *pipe; /* a ring of pool->depth entries: the statements in flight (CONN_PIPELINE) */
     size_t pipe_head, pipe_count;
     uint64_t epoch; /* bumped when the session is dropped: code that resumed tasks checks it after */
@@ -601,23 +600,29 @@ static void forget_prepared(os_db_conn_t *conn, const char *name)
         forget_prepared_at(conn, (size_t)i);
 }
 
-/* Sends a DEALLOCATE of conn's least recently used statement (STEP_EVICT), to make room. It is
- * forgotten when the server confirms, so that a failed one (in an aborted transaction) is not
- * prepared again under a name the server still has. */
-static int evict_prepared(os_db_conn_t *conn)
+/* The index of conn's least recently used statement (conn->nprepared > 0). The list does not
+ * change while a held connection's DEALLOCATE is answered: it names the same one then. */
+static size_t least_recently_used(const os_db_conn_t *conn)
 {
     size_t lru = 0;
     for (size_t i = 1; i < conn->nprepared; i++)
         if (conn->prepared[i].used < conn->prepared[lru].used)
             lru = i;
-    const char *name = conn->prepared[lru].name;
+    return lru;
+}
+
+/* Sends a DEALLOCATE of conn's least recently used statement (STEP_EVICT), to make room. It is
+ * forgotten when the server confirms, so that a failed one (in an aborted transaction) is not
+ * prepared again under a name the server still has. */
+static int evict_prepared(os_db_conn_t *conn)
+{
+    const char *name = conn->prepared[least_recently_used(conn)].name;
     char *ident = PQescapeIdentifier(conn->pg, name, strlen(name));
     char *sql = ident != NULL ? malloc(strlen(ident) + sizeof("DEALLOCATE ")) : NULL;
     int ok = sql != NULL;
     if (ok) {
         strcpy(sql, "DEALLOCATE ");
         strcat(sql, ident);
-        conn->evicting = lru;
         conn->step = STEP_EVICT;
         ok = PQsendQuery(conn->pg, sql);
     }
@@ -689,7 +694,7 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
     ExecStatusType st = PQresultStatus(res);
     if (conn->step == STEP_EVICT && st == PGRES_COMMAND_OK) {
         PQclear(res);
-        forget_prepared_at(conn, conn->evicting);
+        forget_prepared_at(conn, least_recently_used(conn));
         conn->step = STEP_PREPARE;
         if (!PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL))
             conn_down(conn, PQerrorMessage(conn->pg));
