@@ -37,7 +37,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-/* How often a GET or HEAD still running looks whether its client has closed the connection. */
+/* How often a waiting GET or HEAD whose connection watch_client cannot watch looks whether its
+ * client has closed it. */
 #define CLIENT_GONE_CHECK_MS 250
 /* Coroutines that returned are kept for the next tasks, up to this many per VM: a request
  * then allocates no Lua thread and its stack, and the GC has fewer objects to collect. */
@@ -82,7 +83,12 @@ typedef struct lua_task {
 
 typedef struct req_guard {
     lua_task_t *task;
+    h2o_socket_t *watched; /* the client's socket, from watch_client until the request is disposed */
+    h2o_linklist_t link;   /* in watching, while watched */
 } req_guard_t;
+
+/* The guards of this worker's requests whose client socket watch_client has. */
+static __thread h2o_linklist_t watching;
 
 /* Old generations with VMs still running tasks, across the workers: generation -> VMs (one per
  * worker at most). `draining_lock` guards the table; it is held for a few loads and stores. */
@@ -263,9 +269,72 @@ static const char *reason_phrase(int status)
  * answer, so its wait is cancelled (a query stopped on the server, a call or sleep dropped) and
  * its coroutine unwinds (OS_ECANCELED). Any other method keeps going to its end: a create's
  * saga must not stop halfway because its client did. */
+/* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
+ * request only after answering), so a client that closes its connection would be noticed only
+ * when the answer is written: the request is not disposed, and on_req_disposed cannot see it.
+ * So a GET or HEAD that waits watches its connection (watch_client): the socket stays polled for
+ * reading, as between requests, in h2o's "don't read" mode, so that readiness is only reported:
+ * the bytes stay in the kernel for HTTP/1. That also spares the loop taking the socket out of
+ * its poll set and putting it back for every request that waits (two epoll_ctl calls), since
+ * HTTP/1 starts reading again, after the answer, in the same turn of the loop as the request is
+ * disposed. A peek that finds the end of the stream, or an error, means the client is gone (a
+ * client that only shuts its sending side counts as gone, as in nginx); bytes of a next request
+ * stop the watch (a readable socket would wake the loop again and again), and the periodic look
+ * (on_gone_timer) takes over. */
+static void unwatch_client(req_guard_t *guard)
+{
+    if (guard->watched == NULL)
+        return;
+    h2o_socket_dont_read(guard->watched, 0);
+    h2o_linklist_unlink(&guard->link);
+    guard->watched = NULL;
+}
+
+static void on_client_readable(h2o_socket_t *sock, const char *err)
+{
+    char byte;
+    ssize_t n = err != NULL ? -1 : recv(h2o_socket_get_fd(sock), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (err == NULL && n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return; /* nothing to read after all */
+    h2o_socket_read_stop(sock);
+    req_guard_t *guard = NULL;
+    for (h2o_linklist_t *node = watching.next; node != &watching; node = node->next)
+        if (H2O_STRUCT_FROM_MEMBER(req_guard_t, link, node)->watched == sock)
+            guard = H2O_STRUCT_FROM_MEMBER(req_guard_t, link, node);
+    lua_task_t *task = guard != NULL ? guard->task : NULL;
+    if (task == NULL || task->base.op == NULL)
+        return; /* answered already: HTTP/1 reads what came after the answer */
+    if (n <= 0)
+        os_task_cancel(&task->base);
+    else if (!os_timer_is_active(&task->gone_timer))
+        os_timer_start(&task->base.worker->timers, &task->gone_timer, CLIENT_GONE_CHECK_MS);
+}
+
+/* Watches a waiting GET or HEAD's client; returns 0 when its connection is not watched (HTTP/2
+ * keeps reading its connection, TLS reads through its own buffer, and a watch that bytes of a
+ * next request stopped is over). */
+static int watch_client(lua_task_t *task)
+{
+    req_guard_t *guard = task->guard;
+    h2o_req_t *req = task->req;
+    if (guard->watched != NULL)
+        return h2o_socket_is_reading(guard->watched);
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (sock == NULL || req->version >= 0x200 || sock->ssl != NULL || h2o_socket_is_reading(sock))
+        return 0;
+    if (watching.next == NULL)
+        h2o_linklist_init_anchor(&watching);
+    guard->watched = sock;
+    h2o_linklist_insert(&watching, &guard->link);
+    h2o_socket_dont_read(sock, 1);
+    h2o_socket_read_start(sock, on_client_readable);
+    return 1;
+}
+
 static void on_req_disposed(void *p)
 {
     req_guard_t *guard = p;
+    unwatch_client(guard); /* before HTTP/1 starts reading the connection's next request */
     lua_task_t *task = guard->task;
     if (task == NULL)
         return;
@@ -274,12 +343,9 @@ static void on_req_disposed(void *p)
         os_task_cancel(&task->base);
 }
 
-/* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
- * request only after answering), so a client that closes its connection is noticed only when
- * the answer is written: the request is not disposed, and on_req_disposed cannot see it. So a
- * GET or HEAD still running looks at its connection every CLIENT_GONE_CHECK_MS, the way nginx
- * does: a peek (the bytes stay for h2o) that finds the end of the stream, or an error, means
- * the client is gone (a client that only shuts its sending side counts as gone, as in nginx). */
+/* A waiting GET or HEAD whose connection watch_client does not watch looks at it every
+ * CLIENT_GONE_CHECK_MS instead, the way nginx does: a peek (the bytes stay for h2o) that finds
+ * the end of the stream, or an error, means the client is gone. */
 static void on_gone_timer(os_timer_t *timer)
 {
     lua_task_t *task = H2O_STRUCT_FROM_MEMBER(lua_task_t, gone_timer, timer);
@@ -375,8 +441,9 @@ static void task_step(lua_task_t *task, int nargs)
     worker->in_lua--;
     if (rc == LUA_YIELD) {
         if (task->base.op != NULL) {
-            /* A GET or HEAD that waits: watch its client (armed once; it re-arms itself). */
-            if (task->abandonable && task->req != NULL && !os_timer_is_active(&task->gone_timer))
+            /* A GET or HEAD that waits: watch its client (the timer is armed once; it re-arms itself). */
+            if (task->abandonable && task->req != NULL && !watch_client(task) &&
+                !os_timer_is_active(&task->gone_timer))
                 os_timer_start(&worker->timers, &task->gone_timer, CLIENT_GONE_CHECK_MS);
             return;
         }
@@ -641,6 +708,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                         h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     req_guard_t *guard = h2o_mem_alloc_shared(&req->pool, sizeof(*guard), on_req_disposed);
     guard->task = task;
+    guard->watched = NULL;
+    guard->link = (h2o_linklist_t){NULL, NULL}; /* h2o's pool memory is not zeroed */
     task->guard = guard;
     worker->tasks_running++;
     push_request(task->vm, task->co, req);

@@ -3,6 +3,7 @@ under load, a multi-host DATABASE_URL whose first host is dead, a connection att
 hangs, a backend killed inside a transaction, a stalled job, and downstream calls that time
 out, are refused, or meet a kept-alive connection the server dropped. Real PostgreSQL, the
 real binary, real HTTP; every wait is on a condition."""
+import json
 import os
 import re
 import signal
@@ -390,35 +391,79 @@ class ClientGone(unittest.TestCase):
                                    "AND state = 'active' AND query LIKE '%pg_sleep%' "
                                    "AND application_name = 'orderservice'"))
 
+    def logged(self, request_id, text):
+        """Whether a line of the service's log names the request and holds text."""
+        return any(request_id in line and text in line for line in self.svc.logs().splitlines())
+
+    def get(self, conn, path, request_id):
+        conn.request("GET", path, headers={"Authorization": "Bearer " + ADMIN_TOKEN, "X-Request-Id": request_id})
+
+    # The tasks gauge is sampled every 100 ms and counts a scrape caught waiting on its own
+    # queries, so these tests wait on exact signs instead: the sleeping query in pg_stat_activity,
+    # the fixture's log line when its sleep starts, the request's access log line (a 499: the
+    # coroutine unwound) once it ends.
     def test_a_get_whose_client_disconnects_stops_its_query_and_its_coroutine(self):
-        idle = metric(self.svc, "orderservice_tasks_running")  # the scrape counts itself
         conn = self.svc.connection(30)
-        conn.request("GET", "/test/pg-sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        self.get(conn, "/test/pg-sleep/5000", "gone-query")
         started = time.monotonic()
         wait_until(lambda: self.sleeping_backends() == 1, what="the query to run")
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
         conn.sock.shutdown(socket.SHUT_RDWR)
         conn.close()
         wait_until(lambda: self.sleeping_backends() == 0, seconds=3, what="the server to stop the sleep")
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
-                   what="the coroutine to end")
+        wait_until(lambda: self.logged("gone-query", '"status":499'), seconds=3, what="the coroutine to end")
         self.assertLess(time.monotonic() - started, 5, "the work ran as long as the sleep")
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == 0, what="no task left")
         # The connection it was on is replaced: the next query works, and nothing was logged as lost.
         self.assertEqual(self.svc.request("GET", "/test/pg-sleep/1").status, 200)
         self.assertNotIn("database connection lost", self.svc.logs())
         self.assertNotIn("handler failed", self.svc.logs())
 
-    def test_a_get_whose_client_disconnects_during_a_sleep_ends_early(self):
-        idle = metric(self.svc, "orderservice_tasks_running")
+    def sleeping_get_ends_early(self, how, request_id):
+        """A GET sleeping 5 s whose client shuts its socket `how`: its coroutine ends at once."""
         conn = self.svc.connection(30)
-        conn.request("GET", "/test/sleep/5000", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+        self.get(conn, "/test/sleep/5000", request_id)
         started = time.monotonic()
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle + 1, what="the task to count")
-        conn.sock.shutdown(socket.SHUT_RDWR)
-        conn.close()
-        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == idle, seconds=3,
-                   what="the coroutine to end")
+        wait_until(lambda: self.logged(request_id, "test sleep started"), what="the sleep to start")
+        conn.sock.shutdown(how)
+        wait_until(lambda: self.logged(request_id, '"status":499'), seconds=3, what="the coroutine to end")
         self.assertLess(time.monotonic() - started, 5)
+        wait_until(lambda: metric(self.svc, "orderservice_tasks_running") == 0, what="no task left")
+        conn.close()
+
+    def test_a_get_whose_client_disconnects_during_a_sleep_ends_early(self):
+        self.sleeping_get_ends_early(socket.SHUT_RDWR, "gone-rdwr")
+
+    def test_a_get_whose_client_only_shuts_its_sending_side_ends_early(self):
+        # As in nginx, a client that says it sends no more has given up on the answer.
+        self.sleeping_get_ends_early(socket.SHUT_WR, "gone-wr")
+
+    def test_requests_pipelined_behind_a_waiting_get_are_answered_after_it_in_order(self):
+        # The connection is watched while its GET waits: the bytes of the next requests that come
+        # meanwhile stay for HTTP/1 to parse after the answer, and are not a client gone. The
+        # first request's large header fills most of the connection's buffer, which it points into.
+        auth = b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
+        pad, long_value = b"p" * 6000, "v" * 9000
+        with socket.create_connection(("127.0.0.1", self.svc.port), timeout=10) as s:
+            s.sendall(b"GET /test/sleep/400 HTTP/1.1\r\nHost: x\r\nX-Request-Id: pipelined\r\nX-Pad: " + pad +
+                      b"\r\n" + auth + b"\r\n")
+            wait_until(lambda: self.logged("pipelined", "test sleep started"), what="the sleep to start")
+            s.sendall(b"GET /test/echo/b/2 HTTP/1.1\r\nHost: x\r\nX-Test: " + long_value.encode() + b"\r\n" + auth +
+                      b"\r\nGET /test/echo/c/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n")
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        reply = b"".join(chunks)
+        bodies = [json.loads(part.partition(b"\r\n\r\n")[2].split(b"HTTP/1.1 ")[0])
+                  for part in reply.split(b"HTTP/1.1 200 OK")[1:]]
+        self.assertEqual(len(bodies), 3, reply[:300])
+        self.assertEqual(bodies[0], {"slept": 400})
+        self.assertEqual((bodies[1]["path"], bodies[1]["header"]), ("/test/echo/b/2", long_value))
+        self.assertEqual(bodies[2]["path"], "/test/echo/c/3")
+        # Its access log line, written after the wait from what the request points to.
+        wait_until(lambda: '"path":"/test/sleep/400","status":200' in self.svc.logs(), what="the access log line")
 
 
 class Pipelines(unittest.TestCase):
