@@ -2,14 +2,8 @@
  * db.c - owns each worker's PostgreSQL connections (DB_POOL_SIZE of them, DATABASE_URL,
  * DB_CONNECT_TIMEOUT_MS, DB_ACQUIRE_TIMEOUT_MS) and runs queries without ever blocking the worker.
  *
- * Connecting: DATABASE_URL is parsed once (PQconninfoParse) into its targets, one per host of a
- * multi-host URL. For each target a host name is resolved by h2o's resolver threads, never on
- * the loop, and every address is tried in turn with libpq connecting by `hostaddr` (`host`
- * stays, for TLS and target_session_attrs). Each resolution and each attempt is bounded by
- * DB_CONNECT_TIMEOUT_MS; when every address of every target failed, the connection waits out
- * an exponential backoff with jitter and starts over. libpq may close its socket and open
- * another (with the same number) between PQconnectPoll steps, so the loop's watch is made
- * afresh after every step, on a dup() of libpq's descriptor (h2o closes its copy, libpq its own).
+ * Connecting (db_connect.c): each connection goes through DATABASE_URL's targets and their
+ * addresses without blocking, and after a failed round waits out a backoff (db_conn_down).
  *
  * Queries: a task asks for a query; it gets an idle connection or waits in a FIFO queue for at
  * most DB_ACQUIRE_TIMEOUT_MS (then OS_ETIMEDOUT). When no connection is even trying, it fails at
@@ -50,7 +44,7 @@
  * pipelined statement (freed, or its client gone) only leaves its entry: closing or cancelling
  * the connection would hit other tasks' statements; its result is read and dropped.
  */
-#include "db.h"
+#include "db_internal.h"
 #include "config.h"
 #include "ffi.h"
 #include "log.h"
@@ -58,165 +52,18 @@
 #include "random.h"
 #include "task.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
-#include <h2o/hostinfo.h>
-#include <libpq-fe.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define MAX_ADDRS 16
-#define DB_CLIENT_CHECK_MS 1000 /* client_connection_check_interval: see conn_recycle */
 /* Statements one connection keeps prepared: db.statement's fixed ones (about 40) and the list
  * shapes requests have asked for (each list shape's cached plans take ~200 KB of the backend's
  * memory). Past the cap, a held connection deallocates its least recently used statement to
  * prepare a new one; a pipeline runs a new one unnamed (query_start, pipe_send). */
 #define PREPARED_MAX 64
 
-/* CONN_PIPELINE: in libpq's pipeline mode, carrying one or more tasks' statements (no holder). */
-enum conn_state { CONN_DOWN, CONN_RESOLVING, CONN_CONNECTING, CONN_IDLE, CONN_BUSY, CONN_PIPELINE };
-/* STEP_EVICT: a DEALLOCATE of the least recently used statement, ahead of a PREPARE. */
-enum conn_step { STEP_NONE, STEP_EVICT, STEP_PREPARE, STEP_EXECUTE };
-enum task_phase { PHASE_NONE, PHASE_ACQUIRE, PHASE_QUERY, PHASE_PIPELINE };
-
-typedef struct db_task db_task_t;
-
-/* One statement sent in a connection's pipeline; entries are in the order the results come. */
-typedef struct pipe_entry {
-    db_task_t *task;  /* NULL once the task stopped waiting: its result is read and dropped */
-    char *preparing;  /* the name its PQsendPrepare went ahead of it under, until that answers */
-    int in_prepare;   /* the results being read are the prepare's */
-    int seen;         /* the current command gave a result: the next NULL ends that command */
-    PGresult *result; /* the execution's result (or the first error), until its sync point */
-} pipe_entry_t;
-
-typedef struct prepared {
-    char *name;
-    uint64_t used; /* conn->uses at its last execution */
-} prepared_t;
-
-struct os_db_conn {
-    os_db_pool_t *pool;
-    PGconn *pg;
-    h2o_socket_t *sock;
-    int state;
-    int step;
-    int poll_write; /* while connecting: PQconnectPoll asked for writability (else readability) */
-    int want_write;
-    db_task_t *holder; /* the task holding the connection (state BUSY) */
-    PGresult *pending; /* the command's first result, until PQgetResult says NULL */
-    prepared_t *prepared; /* the statements this session has prepared */
-    size_t nprepared;
-    uint64_t uses;        /* counts prepared executions: prepared_t.used's clock */
-    pipe_entry_t *pipe; /* a ring of pool->depth entries: the statements in flight (CONN_PIPELINE) */
-    size_t pipe_head, pipe_count;
-    uint64_t epoch; /* bumped when the session is dropped: code that resumed tasks checks it after */
-    os_timer_t retry_timer;   /* backoff after every address of every target failed */
-    os_timer_t connect_timer; /* bounds the resolution or the attempt in progress */
-    uint64_t backoff_ms;
-    size_t target;
-    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
-    size_t naddrs, addr;
-    h2o_hostinfo_getaddr_req_t *resolving;
-    char last_error[256];
-};
-typedef struct os_db_conn os_db_conn_t;
-
-typedef struct db_target {
-    char *host;     /* NULL: libpq's default (a Unix socket) */
-    char *hostaddr; /* given in the URL, else filled per attempt */
-    char *port;
-} db_target_t;
-
-/* Connection keywords: slots 0-2 are host, hostaddr and port, set per attempt. */
-enum { KEY_HOST, KEY_HOSTADDR, KEY_PORT, KEY_FIXED };
-
-struct os_db_pool {
-    os_worker_t *worker;
-    const char *setting; /* DATABASE_URL or DATABASE_READ_URL: named in messages */
-    int replica;         /* serves reads only (DATABASE_READ_URL) */
-    PQconninfoOption *parsed; /* owns the strings keys/values point to */
-    const char **keys, **values;
-    char options[512];
-    db_target_t *targets;
-    size_t ntargets;
-    char *lists; /* the split host/hostaddr/port lists targets point into */
-    os_db_conn_t *conns;
-    size_t size;
-    size_t depth; /* DB_PIPELINE_DEPTH: statements one connection carries at once; 0: no pipelining */
-    h2o_linklist_t waiters;
-    size_t nwaiting;
-};
-
-/* What db.c keeps per task: the held connection and the query in preparation. */
-struct db_task {
-    os_task_ext_t ext; /* first: task->ext[OS_TASK_EXT_DB] points here */
-    os_task_t *task;
-    os_op_t op; /* the wait: queued (PHASE_ACQUIRE), then the query (PHASE_QUERY) */
-    os_db_pool_t *pool; /* the pool the wait is on, or the held connection's */
-    int on_replica;     /* the last query was sent to the read replica's pool */
-    int phase;
-    os_timer_t acquire_timer;
-    h2o_linklist_t waiter_link;
-    os_db_conn_t *conn;
-    int pinned;   /* inside db.transaction; pinned with conn == NULL: the connection died */
-    int want_pin; /* the acquire is for a transaction */
-    int pipe;     /* the acquire is for a statement that may share a connection (pipeline) */
-    pipe_entry_t *entry; /* the statement's place in a pipeline (PHASE_PIPELINE) */
-    char *stmt_name;
-    char *stmt_sql;
-    int nparams;
-    char **params;
-    PGresult *result;
-    uint64_t acquire_us, query_us; /* when the acquire and the query began (for metrics) */
-};
-
-static void conn_connect(os_db_conn_t *conn);
-static void conn_try_target(os_db_conn_t *conn);
-static void conn_try_addr(os_db_conn_t *conn);
-static void conn_down(os_db_conn_t *conn, const char *reason);
-static void conn_on_readable(h2o_socket_t *sock, const char *err);
-static void conn_on_writable(h2o_socket_t *sock, const char *err);
-static void pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn);
 static void query_start(os_db_conn_t *conn);
-
-/* ---- the loop's watch on libpq's socket ---- */
-
-static void conn_unwatch(os_db_conn_t *conn)
-{
-    if (conn->sock != NULL) {
-        h2o_socket_close(conn->sock);
-        conn->sock = NULL;
-    }
-    conn->want_write = 0;
-}
-
-static void conn_want_write(os_db_conn_t *conn)
-{
-    if (!conn->want_write) {
-        conn->want_write = 1;
-        h2o_socket_notify_write(conn->sock, conn_on_writable);
-    }
-}
-
-/* Watches libpq's current socket afresh: whether it is the same one cannot be told from its number. */
-static int conn_watch(os_db_conn_t *conn)
-{
-    conn_unwatch(conn);
-    int fd = PQsocket(conn->pg);
-    if (fd < 0)
-        return -1;
-    int dupfd = dup(fd);
-    if (dupfd < 0)
-        return -1;
-    conn->sock = h2o_evloop_socket_create(conn->pool->worker->ctx.loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
-    conn->sock->data = conn;
-    h2o_socket_read_start(conn->sock, conn_on_readable);
-    return 0;
-}
 
 static void free_prepared(os_db_conn_t *conn)
 {
@@ -225,193 +72,6 @@ static void free_prepared(os_db_conn_t *conn)
     free(conn->prepared);
     conn->prepared = NULL;
     conn->nprepared = 0;
-}
-
-/* Server notices ("relation already exists, skipping") go to the log, not raw to stderr. */
-static void on_notice(void *arg, const char *message)
-{
-    (void)arg;
-    os_log(OS_LOG_DEBUG, "database notice: %.*s", (int)strcspn(message, "\n"), message);
-}
-
-static void record_error(os_db_conn_t *conn, const char *why)
-{
-    snprintf(conn->last_error, sizeof(conn->last_error), "%.*s", (int)strcspn(why, "\n"), why);
-}
-
-/* ---- connecting: targets, then their addresses ---- */
-
-static void close_pg(os_db_conn_t *conn)
-{
-    conn_unwatch(conn);
-    if (conn->pg != NULL)
-        PQfinish(conn->pg);
-    conn->pg = NULL;
-}
-
-/* The attempt on the current address failed: try the next address, then the next target. */
-static void attempt_failed(os_db_conn_t *conn, const char *why)
-{
-    record_error(conn, why);
-    os_log(OS_LOG_DEBUG, "database connection attempt failed: %s", conn->last_error);
-    os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
-    close_pg(conn);
-    conn->addr++;
-    conn_try_addr(conn);
-}
-
-static void on_connect_timeout(os_timer_t *timer)
-{
-    os_db_conn_t *conn = H2O_STRUCT_FROM_MEMBER(os_db_conn_t, connect_timer, timer);
-    char why[128];
-    if (conn->state == CONN_RESOLVING) {
-        h2o_hostinfo_getaddr_cancel(conn->resolving);
-        conn->resolving = NULL;
-        snprintf(why, sizeof(why), "resolving %s took over %d ms", conn->pool->targets[conn->target].host,
-                 os_config.db_connect_timeout_ms);
-        record_error(conn, why);
-        conn->target++;
-        conn_try_target(conn);
-        return;
-    }
-    snprintf(why, sizeof(why), "connecting took over %d ms", os_config.db_connect_timeout_ms);
-    attempt_failed(conn, why);
-}
-
-/* Starts libpq on the current address (or on the target's host when it needs no resolving). */
-static void conn_try_addr(os_db_conn_t *conn)
-{
-    os_db_pool_t *pool = conn->pool;
-    db_target_t *t = &pool->targets[conn->target];
-    if (conn->addr >= conn->naddrs) {
-        conn->target++;
-        conn_try_target(conn);
-        return;
-    }
-    pool->values[KEY_HOST] = t->host;
-    pool->values[KEY_HOSTADDR] = conn->addrs[conn->addr][0] != '\0' ? conn->addrs[conn->addr] : NULL;
-    pool->values[KEY_PORT] = t->port;
-    conn->state = CONN_CONNECTING;
-    conn->pg = PQconnectStartParams(pool->keys, pool->values, 0);
-    os_timer_start(&pool->worker->timers, &conn->connect_timer, (uint64_t)os_config.db_connect_timeout_ms);
-    if (conn->pg == NULL) {
-        attempt_failed(conn, "out of memory");
-        return;
-    }
-    if (PQstatus(conn->pg) == CONNECTION_BAD || PQsetnonblocking(conn->pg, 1) != 0 || conn_watch(conn) != 0) {
-        attempt_failed(conn, PQerrorMessage(conn->pg));
-        return;
-    }
-    PQsetNoticeProcessor(conn->pg, on_notice, NULL);
-    /* libpq's contract: after PQconnectStart, wait until the socket is writable, then poll. */
-    conn->poll_write = 1;
-    conn_want_write(conn);
-}
-
-static void on_resolved(h2o_hostinfo_getaddr_req_t *req, const char *errstr, struct addrinfo *res, void *data)
-{
-    os_db_conn_t *conn = data;
-    (void)req;
-    conn->resolving = NULL;
-    os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
-    conn->naddrs = conn->addr = 0;
-    for (struct addrinfo *ai = res; errstr == NULL && ai != NULL && conn->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        const void *a = ai->ai_family == AF_INET ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                        : ai->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
-                                                    : NULL;
-        if (a != NULL && inet_ntop(ai->ai_family, a, conn->addrs[conn->naddrs], INET6_ADDRSTRLEN) != NULL)
-            conn->naddrs++;
-    }
-    if (conn->naddrs == 0) {
-        char why[256];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", conn->pool->targets[conn->target].host,
-                 errstr != NULL ? errstr : "no address");
-        record_error(conn, why);
-        conn->target++;
-        conn_try_target(conn);
-        return;
-    }
-    conn_try_addr(conn);
-}
-
-static int needs_resolving(const db_target_t *t)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return t->host != NULL && t->host[0] != '/' && t->host[0] != '@' && t->hostaddr == NULL &&
-           inet_pton(AF_INET, t->host, buf) != 1 && inet_pton(AF_INET6, t->host, buf) != 1;
-}
-
-static void conn_try_target(os_db_conn_t *conn)
-{
-    os_db_pool_t *pool = conn->pool;
-    if (conn->target >= pool->ntargets) {
-        conn_down(conn, conn->last_error);
-        return;
-    }
-    db_target_t *t = &pool->targets[conn->target];
-    conn->naddrs = 1;
-    conn->addr = 0;
-    if (!needs_resolving(t)) {
-        /* A socket path, a literal address, or a hostaddr the URL gave: libpq resolves nothing. */
-        const char *addr = t->hostaddr != NULL ? t->hostaddr : t->host != NULL && t->host[0] != '/' && t->host[0] != '@' ? t->host : "";
-        snprintf(conn->addrs[0], sizeof(conn->addrs[0]), "%s", addr);
-        conn_try_addr(conn);
-        return;
-    }
-    conn->state = CONN_RESOLVING;
-    os_timer_start(&pool->worker->timers, &conn->connect_timer, (uint64_t)os_config.db_connect_timeout_ms);
-    const char *port = t->port != NULL ? t->port : "5432";
-    conn->resolving = h2o_hostinfo_getaddr(&pool->worker->ctx.receivers.hostinfo_getaddr,
-                                           h2o_iovec_init(t->host, strlen(t->host)), h2o_iovec_init(port, strlen(port)),
-                                           AF_UNSPEC, SOCK_STREAM, IPPROTO_TCP, AI_ADDRCONFIG | AI_NUMERICSERV,
-                                           on_resolved, conn);
-}
-
-/* Starts a round over every target. */
-static void conn_connect(os_db_conn_t *conn)
-{
-    conn->target = 0;
-    conn->last_error[0] = '\0';
-    conn_try_target(conn);
-}
-
-static void on_retry(os_timer_t *timer)
-{
-    os_db_conn_t *conn = H2O_STRUCT_FROM_MEMBER(os_db_conn_t, retry_timer, timer);
-    conn_connect(conn);
-}
-
-static void conn_poll_connect(os_db_conn_t *conn)
-{
-    switch (PQconnectPoll(conn->pg)) {
-    case PGRES_POLLING_READING:
-        conn->poll_write = 0;
-        if (conn_watch(conn) != 0)
-            attempt_failed(conn, "libpq has no socket");
-        return;
-    case PGRES_POLLING_WRITING:
-        conn->poll_write = 1;
-        if (conn_watch(conn) != 0)
-            attempt_failed(conn, "libpq has no socket");
-        else
-            conn_want_write(conn);
-        return;
-    case PGRES_POLLING_OK:
-        os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
-        if (conn_watch(conn) != 0) {
-            attempt_failed(conn, "libpq has no socket");
-            return;
-        }
-        if (conn->backoff_ms != 0)
-            os_log(OS_LOG_INFO, "database connection re-established");
-        conn->backoff_ms = 0;
-        conn->state = CONN_IDLE;
-        pool_hand_over(conn->pool, conn);
-        return;
-    default:
-        attempt_failed(conn, PQerrorMessage(conn->pg));
-        return;
-    }
 }
 
 /* ---- a connection's holder ---- */
@@ -449,18 +109,18 @@ static void release(os_db_conn_t *conn)
     unhold(conn);
     if (conn->step != STEP_NONE || PQtransactionStatus(conn->pg) != PQTRANS_IDLE) {
         /* A coroutine that finished inside a transaction leaves the session in an unknown state. */
-        conn_down(conn, "released inside a transaction");
+        db_conn_down(conn, "released inside a transaction");
         return;
     }
     conn->state = CONN_IDLE;
-    pool_hand_over(conn->pool, conn);
+    db_pool_hand_over(conn->pool, conn);
 }
 
 /* Forgets the session: libpq's connection, a pending result, the statements it had prepared.
- * The pipeline's entries stay for conn_down to fail one by one. */
+ * The pipeline's entries stay for db_conn_down to fail one by one. */
 static void conn_reset(os_db_conn_t *conn)
 {
-    close_pg(conn);
+    db_close_pg(conn);
     PQclear(conn->pending);
     conn->pending = NULL;
     conn->state = CONN_DOWN;
@@ -488,7 +148,7 @@ static db_task_t *pipe_pop(os_db_conn_t *conn, PGresult **result)
 
 /* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
 
-static void conn_down(os_db_conn_t *conn, const char *reason)
+void db_conn_down(os_db_conn_t *conn, const char *reason)
 {
     os_db_pool_t *pool = conn->pool;
     char why[256]; /* reason may point into libpq's state, which PQfinish frees */
@@ -635,9 +295,9 @@ static void conn_flush(os_db_conn_t *conn)
 {
     int r = PQflush(conn->pg);
     if (r < 0)
-        conn_down(conn, PQerrorMessage(conn->pg));
+        db_conn_down(conn, PQerrorMessage(conn->pg));
     else if (r > 0)
-        conn_want_write(conn);
+        db_conn_want_write(conn);
 }
 
 static void query_start(os_db_conn_t *conn)
@@ -660,7 +320,7 @@ static void query_start(os_db_conn_t *conn)
         conn->step = STEP_PREPARE;
     }
     if (!ok) {
-        conn_down(conn, PQerrorMessage(conn->pg));
+        db_conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
     conn_flush(conn);
@@ -697,7 +357,7 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
         forget_prepared_at(conn, least_recently_used(conn));
         conn->step = STEP_PREPARE;
         if (!PQsendPrepare(conn->pg, dt->stmt_name, dt->stmt_sql, dt->nparams, NULL))
-            conn_down(conn, PQerrorMessage(conn->pg));
+            db_conn_down(conn, PQerrorMessage(conn->pg));
         else
             conn_flush(conn);
         return;
@@ -707,7 +367,7 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
         remember_prepared(conn, dt->stmt_name);
         conn->step = STEP_EXECUTE;
         if (!PQsendQueryPrepared(conn->pg, dt->stmt_name, dt->nparams, (const char *const *)dt->params, NULL, NULL, 0))
-            conn_down(conn, PQerrorMessage(conn->pg));
+            db_conn_down(conn, PQerrorMessage(conn->pg));
         else
             conn_flush(conn);
         return;
@@ -720,7 +380,7 @@ static void query_done(os_db_conn_t *conn, PGresult *res)
          * side classifies its SQLSTATE), the connection is closed; a pinned holder's
          * transaction is over. */
         unhold(conn);
-        conn_down(conn, "server closed the connection");
+        db_conn_down(conn, "server closed the connection");
     } else if (!dt->pinned) {
         release(conn); /* waiters first: a busy task must not starve the queue */
     }
@@ -751,7 +411,7 @@ static void pipe_send(os_db_conn_t *conn, db_task_t *dt)
     assert((conn->state == CONN_IDLE || conn->state == CONN_PIPELINE) && conn->pipe_count < pool->depth);
     if (conn->state == CONN_IDLE) {
         if (!PQenterPipelineMode(conn->pg)) {
-            conn_down(conn, PQerrorMessage(conn->pg));
+            db_conn_down(conn, PQerrorMessage(conn->pg));
             return;
         }
         conn->state = CONN_PIPELINE;
@@ -780,7 +440,7 @@ static void pipe_send(os_db_conn_t *conn, db_task_t *dt)
                                        NULL, 0);
     }
     if (!ok || !PQpipelineSync(conn->pg)) {
-        conn_down(conn, PQerrorMessage(conn->pg));
+        db_conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
     conn_flush(conn);
@@ -795,12 +455,12 @@ static void pipe_done(os_db_conn_t *conn)
         /* Drained: back to normal mode, so the connection can serve a transaction too. */
         if (!PQexitPipelineMode(conn->pg)) {
             PQclear(res);
-            conn_down(conn, PQerrorMessage(conn->pg));
+            db_conn_down(conn, PQerrorMessage(conn->pg));
             return;
         }
         conn->state = CONN_IDLE;
     }
-    pool_hand_over(conn->pool, conn); /* waiters first: a busy task must not starve the queue */
+    db_pool_hand_over(conn->pool, conn); /* waiters first: a busy task must not starve the queue */
     if (dt == NULL) {
         PQclear(res);
         return;
@@ -833,7 +493,7 @@ static void pipe_read(os_db_conn_t *conn)
         if (r == NULL) {
             /* Two in a row would mean libpq has no command where this file counts one. */
             if (++nulls > 1) {
-                conn_down(conn, "the pipeline's results are out of step");
+                db_conn_down(conn, "the pipeline's results are out of step");
                 return;
             }
             if (e->seen)
@@ -858,13 +518,13 @@ static void pipe_read(os_db_conn_t *conn)
         keep_result(&e->result, r);
     }
     if (conn->pg != NULL && PQstatus(conn->pg) == CONNECTION_BAD)
-        conn_down(conn, "server closed the connection");
+        db_conn_down(conn, "server closed the connection");
 }
 
 static void conn_read_results(os_db_conn_t *conn)
 {
     if (!PQconsumeInput(conn->pg)) {
-        conn_down(conn, PQerrorMessage(conn->pg));
+        db_conn_down(conn, PQerrorMessage(conn->pg));
         return;
     }
     if (conn->state == CONN_PIPELINE) {
@@ -881,37 +541,37 @@ static void conn_read_results(os_db_conn_t *conn)
         PGresult *res = conn->pending;
         conn->pending = NULL;
         if (res == NULL) {
-            conn_down(conn, "the server sent no result");
+            db_conn_down(conn, "the server sent no result");
             return;
         }
         query_done(conn, res); /* may resume the task, which may use or drop this connection */
         return;
     }
     if (PQstatus(conn->pg) == CONNECTION_BAD)
-        conn_down(conn, "server closed the connection");
+        db_conn_down(conn, "server closed the connection");
 }
 
-static void conn_on_readable(h2o_socket_t *sock, const char *err)
+void db_conn_on_readable(h2o_socket_t *sock, const char *err)
 {
     os_db_conn_t *conn = sock->data;
     (void)err;
     if (conn->state == CONN_CONNECTING) {
         if (!conn->poll_write)
-            conn_poll_connect(conn);
+            db_conn_poll_connect(conn);
     } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->state == CONN_PIPELINE) {
         conn_read_results(conn);
     }
 }
 
-/* A write notification fires once; conn_want_write re-arms it when libpq has more to send. */
-static void conn_on_writable(h2o_socket_t *sock, const char *err)
+/* A write notification fires once; db_conn_want_write re-arms it when libpq has more to send. */
+void db_conn_on_writable(h2o_socket_t *sock, const char *err)
 {
     os_db_conn_t *conn = sock->data;
     (void)err;
     conn->want_write = 0;
     if (conn->state == CONN_CONNECTING) {
         if (conn->poll_write)
-            conn_poll_connect(conn);
+            db_conn_poll_connect(conn);
     } else if (conn->state == CONN_IDLE || conn->state == CONN_BUSY || conn->state == CONN_PIPELINE) {
         conn_flush(conn);
     }
@@ -949,7 +609,7 @@ static int conn_serves(const os_db_conn_t *conn, const db_task_t *dt)
  * waiter it cannot serve (a transaction or an unnamed statement, while conn carries a pipeline)
  * stops the hand-over, and, being first in the queue, keeps every later statement out of every
  * pipeline: the pipelines drain, and the first to become idle is its. */
-static void pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn)
+void db_pool_hand_over(os_db_pool_t *pool, os_db_conn_t *conn)
 {
     while (!h2o_linklist_is_empty(&pool->waiters)) {
         db_task_t *dt = H2O_STRUCT_FROM_MEMBER(db_task_t, waiter_link, pool->waiters.next);
@@ -991,7 +651,7 @@ static void conn_recycle(os_db_conn_t *conn)
     os_timer_stop(&conn->pool->worker->timers, &conn->connect_timer);
     conn_reset(conn);
     conn->backoff_ms = 0;
-    conn_connect(conn);
+    db_conn_connect(conn);
 }
 
 /* The task is freed while it waits, or its client went away (os_task_cancel): leave the
@@ -1016,7 +676,7 @@ static void cancel_op(os_op_t *op)
         if (dt->task->cancelled)
             conn_recycle(conn);
         else
-            conn_down(conn, "query abandoned by its task");
+            db_conn_down(conn, "query abandoned by its task");
     }
     dt->phase = PHASE_NONE;
     dt->want_pin = 0;
@@ -1059,104 +719,6 @@ static int pool_acquire(os_db_pool_t *pool, db_task_t *dt)
     return OS_OK;
 }
 
-/* Splits a comma list in place; returns how many items (empty items are NULL). */
-static size_t split_list(char *s, char **items, size_t max)
-{
-    size_t n = 0;
-    while (s != NULL && n < max) {
-        char *comma = strchr(s, ',');
-        if (comma != NULL)
-            *comma = '\0';
-        items[n++] = *s != '\0' ? s : NULL;
-        s = comma != NULL ? comma + 1 : NULL;
-    }
-    return n;
-}
-
-static int pool_parse(os_db_pool_t *pool, const char *conninfo, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    pool->parsed = PQconninfoParse(conninfo, &msg);
-    if (pool->parsed == NULL) {
-        snprintf(err, errlen, "%s does not parse: %.*s", pool->setting, msg != NULL ? (int)strcspn(msg, "\n") : 13,
-                 msg != NULL ? msg : "out of memory");
-        PQfreemem(msg);
-        return -1;
-    }
-    size_t nopts = 0;
-    const char *host = NULL, *hostaddr = NULL, *port = NULL, *options = NULL;
-    for (PQconninfoOption *o = pool->parsed; o->keyword != NULL; o++)
-        nopts++;
-    pool->keys = calloc(nopts + KEY_FIXED + 3, sizeof(char *));
-    pool->values = calloc(nopts + KEY_FIXED + 3, sizeof(char *));
-    pool->keys[KEY_HOST] = "host";
-    pool->keys[KEY_HOSTADDR] = "hostaddr";
-    pool->keys[KEY_PORT] = "port";
-    size_t k = KEY_FIXED;
-    for (PQconninfoOption *o = pool->parsed; o->keyword != NULL; o++) {
-        if (o->val == NULL)
-            continue;
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "options") == 0)
-            options = o->val;
-        else if (strcmp(o->keyword, "application_name") != 0) {
-            pool->keys[k] = o->keyword;
-            pool->values[k++] = o->val;
-        }
-    }
-    /* client_connection_check_interval (PostgreSQL 14+): a backend running a query checks every
-     * second whether its client closed the socket, and stops the query if so; that is how a
-     * query whose requester went away is stopped (conn_recycle). */
-    snprintf(pool->options, sizeof(pool->options),
-             "%s%s-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=%d -c client_connection_check_interval=%d",
-             options != NULL ? options : "", options != NULL ? " " : "", os_config.db_statement_timeout_ms,
-             DB_CLIENT_CHECK_MS);
-    pool->keys[k] = "options";
-    pool->values[k++] = pool->options;
-    pool->keys[k] = "application_name";
-    pool->values[k++] = "orderservice";
-
-    /* One target per host; a single port (or hostaddr) applies to every host. */
-    size_t hlen = host ? strlen(host) : 0, alen = hostaddr ? strlen(hostaddr) : 0, plen = port ? strlen(port) : 0;
-    pool->lists = malloc(hlen + alen + plen + 3);
-    char *hl = pool->lists, *al = hl + hlen + 1, *pl = al + alen + 1;
-    memcpy(hl, host ? host : "", hlen + 1);
-    memcpy(al, hostaddr ? hostaddr : "", alen + 1);
-    memcpy(pl, port ? port : "", plen + 1);
-    char *hosts[64], *addrs[64], *ports[64];
-    size_t nh = host ? split_list(hl, hosts, 64) : 0, na = hostaddr ? split_list(al, addrs, 64) : 0,
-           np = port ? split_list(pl, ports, 64) : 0;
-    size_t n = nh > na ? nh : na;
-    if (n == 0)
-        n = 1;
-    if ((np > 1 && np != n) || (nh > 1 && nh != n) || (na > 1 && na != n)) {
-        snprintf(err, errlen, "%s: host, hostaddr and port lists differ in length", pool->setting);
-        return -1;
-    }
-    pool->targets = calloc(n, sizeof(*pool->targets));
-    pool->ntargets = n;
-    for (size_t i = 0; i < n; i++) {
-        pool->targets[i].host = nh == 0 ? NULL : hosts[nh == 1 ? 0 : i];
-        pool->targets[i].hostaddr = na == 0 ? NULL : addrs[na == 1 ? 0 : i];
-        pool->targets[i].port = np == 0 ? NULL : ports[np == 1 ? 0 : i];
-    }
-    return 0;
-}
-
-int os_db_url_check(const char *setting, const char *conninfo, char *err, size_t errlen)
-{
-    os_db_pool_t *pool = calloc(1, sizeof(*pool));
-    pool->setting = setting;
-    int rc = pool_parse(pool, conninfo, err, errlen);
-    os_db_pool_destroy(pool);
-    return rc;
-}
-
 os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int replica, const char *conninfo,
                                 size_t size, char *err, size_t errlen)
 {
@@ -1165,7 +727,7 @@ os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int re
     pool->setting = setting;
     pool->replica = replica;
     h2o_linklist_init_anchor(&pool->waiters);
-    if (pool_parse(pool, conninfo, err, errlen) != 0) {
+    if (db_pool_parse(pool, conninfo, err, errlen) != 0) {
         pool->size = 0;
         os_db_pool_destroy(pool);
         return NULL;
@@ -1177,9 +739,8 @@ os_db_pool_t *os_db_pool_create(os_worker_t *worker, const char *setting, int re
         os_db_conn_t *conn = &pool->conns[i];
         conn->pool = pool;
         conn->pipe = pool->depth > 0 ? calloc(pool->depth, sizeof(*conn->pipe)) : NULL;
-        os_timer_init(&conn->retry_timer, on_retry);
-        os_timer_init(&conn->connect_timer, on_connect_timeout);
-        conn_connect(conn);
+        db_conn_init(conn);
+        db_conn_connect(conn);
     }
     return pool;
 }
@@ -1194,7 +755,7 @@ void os_db_pool_destroy(os_db_pool_t *pool)
         os_timer_stop(&pool->worker->timers, &conn->connect_timer);
         if (conn->resolving != NULL)
             h2o_hostinfo_getaddr_cancel(conn->resolving);
-        close_pg(conn);
+        db_close_pg(conn);
         PQclear(conn->pending);
         free_prepared(conn);
         for (size_t j = 0; j < pool->depth && conn->pipe != NULL; j++) {
