@@ -264,11 +264,6 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* h2o disposes the request: at its end, or earlier when the client went away. A safe method
- * (GET, HEAD: RFC 9110 9.2.1, nothing it does changes state) still running has nobody to
- * answer, so its wait is cancelled (a query stopped on the server, a call or sleep dropped) and
- * its coroutine unwinds (OS_ECANCELED). Any other method keeps going to its end: a create's
- * saga must not stop halfway because its client did. */
 /* h2o 2.2's HTTP/1 stops reading a connection while its request is handled (it reads the next
  * request only after answering), so a client that closes its connection would be noticed only
  * when the answer is written: the request is not disposed, and on_req_disposed cannot see it.
@@ -298,7 +293,7 @@ static void on_client_readable(h2o_socket_t *sock, const char *err)
         return; /* nothing to read after all */
     h2o_socket_read_stop(sock);
     req_guard_t *guard = NULL;
-    for (h2o_linklist_t *node = watching.next; node != &watching; node = node->next)
+    for (h2o_linklist_t *node = watching.next; node != &watching && guard == NULL; node = node->next)
         if (H2O_STRUCT_FROM_MEMBER(req_guard_t, link, node)->watched == sock)
             guard = H2O_STRUCT_FROM_MEMBER(req_guard_t, link, node);
     lua_task_t *task = guard != NULL ? guard->task : NULL;
@@ -331,6 +326,11 @@ static int watch_client(lua_task_t *task)
     return 1;
 }
 
+/* h2o disposes the request: at its end, or earlier when the client went away. A safe method
+ * (GET, HEAD: RFC 9110 9.2.1, nothing it does changes state) still running has nobody to
+ * answer, so its wait is cancelled (a query stopped on the server, a call or sleep dropped) and
+ * its coroutine unwinds (OS_ECANCELED). Any other method keeps going to its end: a create's
+ * saga must not stop halfway because its client did. */
 static void on_req_disposed(void *p)
 {
     req_guard_t *guard = p;
