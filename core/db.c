@@ -147,7 +147,6 @@ static db_task_t *pipe_pop(os_db_conn_t *conn, PGresult **result)
 }
 
 /* The connection broke or no target could be reached: close it, tell its holder, and retry later. */
-
 void db_conn_down(os_db_conn_t *conn, const char *reason)
 {
     os_db_pool_t *pool = conn->pool;
